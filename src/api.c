@@ -1,0 +1,495 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+#include "crypto.h"
+#include "db.h"
+#include "log.h"
+
+enum route_flags {
+	ROUTE_NO_DB = 1 << 0,	/* the handler copes with the database down */
+};
+
+struct route {
+	const char	*method;
+	const char	*pattern;
+	enum role	 role;		/* ROLE_NONE: no authentication */
+	int		(*handler)(struct ctx *);
+	unsigned	 flags;
+};
+
+#define ORG_API	"/api/v1/orgs/{org}"
+#define SF	ORG_API "/integrations/salesforce"
+
+static const struct route routes[] = {
+	{ "GET", "/healthz", ROLE_NONE, h_healthz, ROUTE_NO_DB },
+	{ "GET", "/metrics", ROLE_NONE, h_metrics, 0 },
+	{ "GET", SF, ROLE_VIEWER, h_status_get, 0 },
+	{ "DELETE", SF, ROLE_ADMIN, h_disconnect, 0 },
+	{ "POST", SF "/connect", ROLE_ADMIN, h_connect, 0 },
+	{ "POST", SF "/check", ROLE_ADMIN, h_check, 0 },
+	{ "GET", SF "/token", ROLE_SERVICE, h_token, 0 },
+	{ "POST", "/api/v1/admin/integrations/check", ROLE_OPERATOR, h_admin_check, 0 },
+	{ "GET", "/api/v1/oauth/salesforce/callback", ROLE_NONE, h_callback, 0 },
+	{ "GET", ORG_API "/banners", ROLE_VIEWER, h_banners, 0 },
+	{ "GET", ORG_API "/audit", ROLE_ADMIN, h_audit, 0 },
+	{ "GET", "/api/v1/admin/integrations", ROLE_OPERATOR, h_admin_integrations, 0 },
+	{ "POST", "/api/v1/admin/orgs", ROLE_OPERATOR, h_admin_org_create, 0 },
+	{ "GET", "/api/v1/admin/orgs", ROLE_OPERATOR, h_admin_org_list, 0 },
+	{ "POST", "/api/v1/admin/orgs/{org}/keys", ROLE_OPERATOR, h_admin_key_create, 0 },
+	{ "GET", "/api/v1/admin/keys", ROLE_OPERATOR, h_admin_key_list, 0 },
+	{ "DELETE", "/api/v1/admin/keys/{id}", ROLE_OPERATOR, h_admin_key_revoke, 0 },
+};
+#define NROUTES	(sizeof(routes) / sizeof(routes[0]))
+
+enum bad_param { PARAM_OK, PARAM_BAD_ORG, PARAM_BAD_ID };
+
+struct match {
+	char		 org[64];	/* {org}, when has_org */
+	char		 id[64];	/* {id}, when has_id */
+	int		 has_org, has_id;
+	enum bad_param	 bad;
+};
+
+static int
+id_ok(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++, n++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		    *s == '_'))
+			return 0;
+	return n >= 1 && n <= 40;
+}
+
+/* 1 when path matches pattern (filling m), else 0. */
+static int
+route_match(const char *pattern, const char *path, struct match *m)
+{
+	memset(m, 0, sizeof(*m));
+	while (*pattern == '/' && *path == '/') {
+		size_t plen, slen;
+
+		pattern++;
+		path++;
+		plen = strcspn(pattern, "/");
+		slen = strcspn(path, "/");
+		if (plen > 2 && pattern[0] == '{') {
+			int is_org = strncmp(pattern, "{org}", 5) == 0;
+			char *dst = is_org ? m->org : m->id;
+
+			if (slen == 0)
+				return 0;
+			if (is_org)
+				m->has_org = 1;
+			else
+				m->has_id = 1;
+			if (slen >= sizeof(m->org))
+				m->bad = is_org ? PARAM_BAD_ORG : PARAM_BAD_ID;
+			else {
+				memcpy(dst, path, slen);
+				dst[slen] = '\0';
+			}
+		} else if (plen != slen || strncmp(pattern, path, plen) != 0)
+			return 0;
+		pattern += plen;
+		path += slen;
+	}
+	if (*pattern != '\0' || *path != '\0')
+		return 0;
+	if (m->bad == PARAM_OK && m->has_org && !slug_ok(m->org))
+		m->bad = PARAM_BAD_ORG;
+	if (m->bad == PARAM_OK && m->has_id && !id_ok(m->id))
+		m->bad = PARAM_BAD_ID;
+	return 1;
+}
+
+int
+api_json(struct ctx *c, int status, cJSON *body)
+{
+	char	*text = NULL;
+
+	buf_reset(&c->res->body);
+	if (body == NULL || (text = cJSON_PrintUnformatted(body)) == NULL ||
+	    buf_puts(&c->res->body, text) == -1) {
+		buf_reset(&c->res->body);
+		c->res->status = 500;
+		buf_printf(&c->res->body, "{\"error\":{\"code\":\"internal\","
+		    "\"message\":\"response could not be built\"},"
+		    "\"request_id\":\"%s\"}", c->req->request_id);
+	} else
+		c->res->status = status;
+	c->res->content_type = "application/json";
+	free(text);
+	cJSON_Delete(body);
+	return 0;
+}
+
+int
+api_error(struct ctx *c, int status, const char *code, const char *fmt, ...)
+{
+	char	 msg[512];
+	va_list	 ap;
+	cJSON	*root, *err;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (status == 401)
+		http_add_header(c->res, "WWW-Authenticate",
+		    "Bearer realm=\"sfconnect\"");
+	root = cJSON_CreateObject();
+	err = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddStringToObject(err, "code", code);
+	cJSON_AddStringToObject(err, "message", msg);
+	cJSON_AddStringToObject(root, "request_id", c->req->request_id);
+	if (status >= 500)
+		log_warn("request_error", "%d %s: %s", status, code, msg);
+	return api_json(c, status, root);
+}
+
+int
+api_db_error(struct ctx *c, int rc)
+{
+	if (rc == DB_UNAVAILABLE || rc == DB_LOCK_TIMEOUT)
+		return api_error(c, 503, "service_unavailable",
+		    "the database is unavailable; retry shortly");
+	return api_error(c, 500, "internal", "internal error");
+}
+
+int
+api_body(struct ctx *c, const char *const *allowed, cJSON **out)
+{
+	const char	*data = c->req->body.data, *end = NULL;
+	size_t		 len = c->req->body.len;
+	cJSON		*root;
+
+	*out = NULL;
+	if (len == 0)
+		return 0;
+	root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+	while (root != NULL && end < data + len && (*end == ' ' ||
+	    *end == '\t' || *end == '\r' || *end == '\n'))
+		end++;
+	if (root == NULL || !cJSON_IsObject(root) || end != data + len) {
+		cJSON_Delete(root);
+		api_error(c, 400, "bad_request", "the body must be a JSON object");
+		return -1;
+	}
+	for (const cJSON *m = root->child; m != NULL; m = m->next) {
+		size_t i;
+
+		for (i = 0; allowed[i] != NULL; i++)
+			if (strcmp(m->string, allowed[i]) == 0)
+				break;
+		if (allowed[i] == NULL) {
+			api_error(c, 400, "bad_request", "unknown field \"%.64s\"",
+			    m->string);
+			cJSON_Delete(root);
+			return -1;
+		}
+	}
+	*out = root;
+	return 0;
+}
+
+int
+api_str(struct ctx *c, const cJSON *obj, const char *name, size_t maxlen,
+    const char **out)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	*out = NULL;
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsString(v) || strlen(v->valuestring) > maxlen) {
+		api_error(c, 400, "bad_request",
+		    "%s must be a string of at most %zu characters", name, maxlen);
+		return -1;
+	}
+	*out = v->valuestring;
+	return 0;
+}
+
+int
+api_bool(struct ctx *c, const cJSON *obj, const char *name, bool *out)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsBool(v)) {
+		api_error(c, 400, "bad_request", "%s must be true or false", name);
+		return -1;
+	}
+	*out = cJSON_IsTrue(v);
+	return 0;
+}
+
+int
+api_query_long(struct ctx *c, const char *name, long min, long max, long def,
+    long *out)
+{
+	char	 value[32], *end;
+	int	 rc;
+	long	 n;
+
+	*out = def;
+	rc = http_query_param(c->req->query, name, value, sizeof(value));
+	if (rc == 0)
+		return 0;
+	n = rc == 1 ? strtol(value, &end, 10) : 0;
+	if (rc == -1 || end == value || *end != '\0' || n < min || n > max) {
+		api_error(c, 400, "bad_request",
+		    "%s must be an integer from %ld to %ld", name, min, max);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+const char *
+api_actor(const struct ctx *c, char *out, size_t outlen)
+{
+	if (c->who.label[0] != '\0')
+		snprintf(out, outlen, "%s", c->who.label);
+	else
+		snprintf(out, outlen, "key:%s", c->who.key_id);
+	return out;
+}
+
+void
+api_add_str_or_null(cJSON *obj, const char *name, const char *s)
+{
+	if (s == NULL || *s == '\0')
+		cJSON_AddNullToObject(obj, name);
+	else
+		cJSON_AddStringToObject(obj, name, s);
+}
+
+void
+api_add_time_or_null(cJSON *obj, const char *name, time_t t)
+{
+	char	 ts[21];
+
+	if (t == 0) {
+		cJSON_AddNullToObject(obj, name);
+		return;
+	}
+	time_rfc3339(t, ts);
+	cJSON_AddStringToObject(obj, name, ts);
+}
+
+static void
+add_cors(struct ctx *c)
+{
+	const char	*origin = c->req->origin;
+
+	if (*origin == '\0' ||
+	    !cfg_word_in_list(c->app->cfg->cors_allowed_origins, origin))
+		return;
+	http_add_header(c->res, "Access-Control-Allow-Origin", origin);
+	http_add_header(c->res, "Vary", "Origin");
+	http_add_header(c->res, "Access-Control-Expose-Headers", "X-Request-Id");
+}
+
+static void
+preflight(struct ctx *c, const char *allow)
+{
+	c->res->status = 204;
+	http_add_header(c->res, "Allow", allow);
+	if (c->req->origin[0] != '\0' &&
+	    cfg_word_in_list(c->app->cfg->cors_allowed_origins, c->req->origin)) {
+		http_add_header(c->res, "Access-Control-Allow-Methods", allow);
+		http_add_header(c->res, "Access-Control-Allow-Headers",
+		    "Authorization, Content-Type, X-Request-Id");
+		http_add_header(c->res, "Access-Control-Max-Age", "600");
+	}
+}
+
+static int
+role_allows(enum role have, enum role need)
+{
+	switch (need) {
+	case ROLE_NONE:
+	case ROLE_VIEWER:
+		return have != ROLE_NONE;
+	case ROLE_ADMIN:
+	case ROLE_SERVICE:
+		return have == need || have == ROLE_OPERATOR;
+	case ROLE_OPERATOR:
+		return have == ROLE_OPERATOR;
+	}
+	return 0;
+}
+
+/* Returns 0 when the caller is known (c->who set), else -1 after answering. */
+static int
+authenticate(struct ctx *c)
+{
+	const char	*auth = c->req->authorization, *key;
+	char		 hash[65];
+	int		 rc;
+
+	if (strncasecmp(auth, "Bearer ", 7) != 0) {
+		api_error(c, 401, "unauthorized", "an API key is required "
+		    "(Authorization: Bearer <key>)");
+		return -1;
+	}
+	key = auth + 7;
+	while (*key == ' ')
+		key++;
+	crypto_sha256_hex(key, strlen(key), hash);
+	rc = db_key_lookup(c->app->db, hash, &c->who);
+	if (rc == DB_NOTFOUND) {
+		api_error(c, 401, "unauthorized", "the API key is not valid");
+		return -1;
+	}
+	if (rc != DB_OK) {
+		api_db_error(c, rc);
+		return -1;
+	}
+	return 0;
+}
+
+/* Checks that the caller may see org slug; loads c->org. 0, or -1 after answering. */
+static int
+resolve_org(struct ctx *c, const char *slug)
+{
+	int	 rc;
+
+	if (c->who.role != ROLE_OPERATOR && strcmp(c->who.org_slug, slug) != 0) {
+		api_error(c, 403, "forbidden", "this key may not access org %s",
+		    slug);
+		return -1;
+	}
+	rc = db_org_get(c->app->db, slug, &c->org);
+	if (rc == DB_NOTFOUND) {
+		api_error(c, 404, "not_found", "no org %s", slug);
+		return -1;
+	}
+	if (rc != DB_OK) {
+		api_db_error(c, rc);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+content_type_is_json(const char *ct)
+{
+	size_t	 n = strlen("application/json");
+
+	return strncasecmp(ct, "application/json", n) == 0 &&
+	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Finds the route for the request; fills allow with the methods of the path. */
+static const struct route *
+find_route(const struct http_request *req, struct match *m, char *allow,
+    size_t allowlen)
+{
+	const struct route	*found = NULL;
+	struct match		 tmp;
+
+	allow[0] = '\0';
+	for (size_t i = 0; i < NROUTES; i++) {
+		if (!route_match(routes[i].pattern, req->path, &tmp))
+			continue;
+		snprintf(allow + strlen(allow), allowlen - strlen(allow),
+		    "%s%s", allow[0] != '\0' ? ", " : "", routes[i].method);
+		if (found == NULL && strcmp(routes[i].method, req->method) == 0) {
+			found = &routes[i];
+			*m = tmp;
+		}
+	}
+	if (allow[0] != '\0')
+		snprintf(allow + strlen(allow), allowlen - strlen(allow),
+		    ", OPTIONS");
+	return found;
+}
+
+static void
+dispatch(struct ctx *c)
+{
+	const struct http_request	*req = c->req;
+	const struct route		*route;
+	struct match			 m;
+	char				 allow[128];
+	int				 rc;
+
+	if (req->too_long || req->bad_length) {
+		api_error(c, 400, "bad_request", "request line or headers too long, "
+		    "or bad Content-Length");
+		return;
+	}
+	route = find_route(req, &m, allow, sizeof(allow));
+	if (allow[0] == '\0') {
+		api_error(c, 404, "not_found", "no such endpoint");
+		return;
+	}
+	if (strcmp(req->method, "OPTIONS") == 0) {
+		preflight(c, allow);
+		return;
+	}
+	if (route == NULL) {
+		http_add_header(c->res, "Allow", allow);
+		api_error(c, 405, "method_not_allowed",
+		    "method %s not allowed here", req->method);
+		return;
+	}
+	if (m.bad != PARAM_OK) {
+		api_error(c, 400, "bad_request", "%s", m.bad == PARAM_BAD_ORG ?
+		    "an org slug is 1 to 63 of a-z, 0-9 and -" : "bad id in path");
+		return;
+	}
+	if (req->body_too_large) {
+		api_error(c, 413, "payload_too_large",
+		    "the body must be at most %d bytes", HTTP_MAX_BODY);
+		return;
+	}
+	if (req->content_length > 0 && !content_type_is_json(req->content_type)) {
+		api_error(c, 415, "unsupported_media_type",
+		    "the body must be application/json");
+		return;
+	}
+	if (!(route->flags & ROUTE_NO_DB) &&
+	    (rc = db_ensure(c->app->db)) != DB_OK) {
+		api_db_error(c, rc);
+		return;
+	}
+	if (route->role != ROLE_NONE) {
+		if (authenticate(c) == -1)
+			return;
+		if (!role_allows(c->who.role, route->role)) {
+			api_error(c, 403, "forbidden",
+			    "this endpoint needs the %s role", role_name(route->role));
+			return;
+		}
+	}
+	if (m.has_org && resolve_org(c, m.org) == -1)
+		return;
+	if (m.has_id)
+		snprintf(c->param_id, sizeof(c->param_id), "%s", m.id);
+	route->handler(c);
+}
+
+void
+api_handle(struct app *app, const struct http_request *req,
+    struct http_response *res)
+{
+	struct ctx	 c;
+
+	memset(&c, 0, sizeof(c));
+	c.app = app;
+	c.req = req;
+	c.res = res;
+	http_add_header(res, "X-Request-Id", req->request_id);
+	add_cors(&c);
+	dispatch(&c);
+	log_info("request", "%s %s -> %d", req->method, req->path, res->status);
+}

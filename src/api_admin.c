@@ -1,0 +1,156 @@
+/* The operator's administration over HTTP: orgs and API keys. */
+#include <string.h>
+
+#include "api.h"
+#include "db.h"
+#include "keys.h"
+
+static cJSON *
+org_object(const struct org *org)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "slug", org->slug);
+	cJSON_AddStringToObject(o, "name", org->name);
+	api_add_time_or_null(o, "created_at", org->created_at);
+	return o;
+}
+
+int
+h_admin_org_create(struct ctx *c)
+{
+	static const char *const fields[] = { "slug", "name", NULL };
+	cJSON		*body;
+	const char	*slug, *name;
+	struct org	 org;
+	int		 rc;
+
+	if (api_body(c, fields, &body) == -1)
+		return 0;
+	if (api_str(c, body, "slug", 63, &slug) == -1 ||
+	    api_str(c, body, "name", 200, &name) == -1)
+		goto out;
+	if (slug == NULL || !slug_ok(slug)) {
+		api_error(c, 400, "bad_request",
+		    "slug is required: 1 to 63 of a-z, 0-9 and -");
+		goto out;
+	}
+	rc = db_org_create(c->app->db, slug, name != NULL ? name : slug, &org);
+	if (rc == DB_CONFLICT)
+		api_error(c, 409, "conflict", "org %s already exists", slug);
+	else if (rc != DB_OK)
+		api_db_error(c, rc);
+	else
+		api_json(c, 201, org_object(&org));
+out:
+	cJSON_Delete(body);
+	return 0;
+}
+
+int
+h_admin_org_list(struct ctx *c)
+{
+	char	 cursor[64];
+	cJSON	*root, *list;
+	long	 limit;
+	int	 has_cursor, rc, n;
+
+	if (api_query_long(c, "limit", 1, 500, 100, &limit) == -1)
+		return 0;
+	has_cursor = http_query_param(c->req->query, "cursor", cursor,
+	    sizeof(cursor));
+	if (has_cursor == -1 || (has_cursor == 1 && !slug_ok(cursor)))
+		return api_error(c, 400, "bad_request", "bad cursor");
+	root = cJSON_CreateObject();
+	list = cJSON_AddArrayToObject(root, "orgs");
+	rc = db_org_list(c->app->db, has_cursor == 1 ? cursor : NULL,
+	    (int)limit, list);
+	if (rc != DB_OK) {
+		cJSON_Delete(root);
+		return api_db_error(c, rc);
+	}
+	n = cJSON_GetArraySize(list);
+	if (n == limit)
+		cJSON_AddStringToObject(root, "next_cursor", cJSON_GetObjectItem(
+		    cJSON_GetArrayItem(list, n - 1), "slug")->valuestring);
+	else
+		cJSON_AddNullToObject(root, "next_cursor");
+	return api_json(c, 200, root);
+}
+
+int
+h_admin_key_create(struct ctx *c)
+{
+	static const char *const fields[] = { "role", "label", NULL };
+	cJSON		*body, *o;
+	const char	*role_text, *label;
+	enum role	 role;
+	struct new_key	 key;
+	int		 rc;
+
+	if (api_body(c, fields, &body) == -1)
+		return 0;
+	if (api_str(c, body, "role", 16, &role_text) == -1 ||
+	    api_str(c, body, "label", 120, &label) == -1)
+		goto out;
+	if (role_text == NULL || role_parse(role_text, &role) == -1 ||
+	    role == ROLE_OPERATOR) {
+		api_error(c, 400, "bad_request",
+		    "role must be viewer, admin or service");
+		goto out;
+	}
+	rc = keys_mint(c->app->db, c->org.id, role, label ? label : "", &key);
+	if (rc != DB_OK) {
+		api_db_error(c, rc);
+		goto out;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", key.id);
+	cJSON_AddStringToObject(o, "key", key.key);
+	cJSON_AddStringToObject(o, "role", role_name(role));
+	cJSON_AddStringToObject(o, "org", c->org.slug);
+	cJSON_AddStringToObject(o, "label", label ? label : "");
+	api_add_time_or_null(o, "created_at", key.created_at);
+	http_add_header(c->res, "Cache-Control", "no-store");
+	api_json(c, 201, o);
+	keys_wipe(&key);
+out:
+	cJSON_Delete(body);
+	return 0;
+}
+
+int
+h_admin_key_list(struct ctx *c)
+{
+	char	 org[64];
+	cJSON	*root, *list;
+	int	 has_org, rc;
+
+	has_org = http_query_param(c->req->query, "org", org, sizeof(org));
+	if (has_org == -1 || (has_org == 1 && !slug_ok(org)))
+		return api_error(c, 400, "bad_request", "bad org");
+	root = cJSON_CreateObject();
+	list = cJSON_AddArrayToObject(root, "keys");
+	if ((rc = db_key_list(c->app->db, has_org == 1 ? org : NULL, list)) != DB_OK) {
+		cJSON_Delete(root);
+		return api_db_error(c, rc);
+	}
+	return api_json(c, 200, root);
+}
+
+int
+h_admin_key_revoke(struct ctx *c)
+{
+	cJSON	*o;
+	int	 rc;
+
+	rc = db_key_revoke(c->app->db, c->param_id);
+	if (rc == DB_NOTFOUND)
+		return api_error(c, 404, "not_found", "no key %s", c->param_id);
+	if (rc != DB_OK)
+		return api_db_error(c, rc);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", c->param_id);
+	cJSON_AddBoolToObject(o, "revoked", 1);
+	return api_json(c, 200, o);
+}

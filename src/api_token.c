@@ -1,0 +1,152 @@
+/* Tokens for sync workers, and checks: single org and bulk. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "lifecycle.h"
+#include "status.h"
+
+/* Answers a failed lifecycle call. */
+static int
+lc_error(struct ctx *c, enum lc_rc rc, const struct sf_error *err)
+{
+	switch (rc) {
+	case LC_NOT_CONNECTED:
+		return api_error(c, 409, "not_connected",
+		    "Salesforce is not connected for org %s", c->org.slug);
+	case LC_INVALID:
+		return api_error(c, 409, "integration_invalid", "the Salesforce "
+		    "connection of org %s is no longer valid: an admin must "
+		    "reconnect", c->org.slug);
+	case LC_SF_UNAVAILABLE:
+		return api_error(c, 502, "salesforce_unavailable",
+		    "Salesforce could not refresh the token (%s): retry later",
+		    err && err->code[0] ? err->code : "error");
+	case LC_SF_CONFIG:
+		return api_error(c, 502, "salesforce_error", "Salesforce "
+		    "rejected this app's credentials (%s): an operator must "
+		    "fix the configuration", err && err->code[0] ? err->code : "");
+	case LC_DB_UNAVAILABLE:
+		return api_error(c, 503, "service_unavailable",
+		    "the database is busy or unavailable; retry shortly");
+	default:
+		return api_error(c, 500, "internal", "internal error");
+	}
+}
+
+int
+h_token(struct ctx *c)
+{
+	struct lc_token	 tok;
+	struct sf_error	 err;
+	char		 force[8], actor[160], issued[21];
+	long		 generation;
+	enum lc_rc	 rc;
+	int		 has_force;
+	cJSON		*o;
+
+	has_force = http_query_param(c->req->query, "force_refresh", force,
+	    sizeof(force));
+	if (has_force == -1 || (has_force == 1 && strcmp(force, "1") != 0 &&
+	    strcmp(force, "0") != 0 && strcmp(force, "true") != 0 &&
+	    strcmp(force, "false") != 0))
+		return api_error(c, 400, "bad_request",
+		    "force_refresh must be 1 or 0");
+	if (api_query_long(c, "generation", 0, 0x7fffffffL, -1, &generation) == -1)
+		return 0;
+	rc = lc_token(c->app, c->org.id, api_actor(c, actor, sizeof(actor)),
+	    has_force == 1 && (force[0] == '1' || force[0] == 't'), generation,
+	    &tok, &err);
+	http_add_header(c->res, "Cache-Control", "no-store");
+	if (rc != LC_OK)
+		return lc_error(c, rc, &err);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "access_token", tok.access_token);
+	cJSON_AddStringToObject(o, "instance_url", tok.instance_url);
+	time_rfc3339((time_t)(tok.issued_at_ms / 1000), issued);
+	cJSON_AddStringToObject(o, "issued_at", issued);
+	cJSON_AddStringToObject(o, "salesforce_org_id", tok.sf_org_id);
+	cJSON_AddNumberToObject(o, "token_generation", (double)tok.generation);
+	lc_token_clear(&tok);
+	api_json(c, 200, o);
+	return 0;
+}
+
+int
+h_check(struct ctx *c)
+{
+	struct integration	 integ;
+	char			 actor[160];
+	enum lc_rc		 lrc;
+	int			 rc;
+
+	lrc = lc_check(c->app, c->org.id, api_actor(c, actor, sizeof(actor)));
+	if (lrc != LC_OK)
+		return lc_error(c, lrc, NULL);
+	if ((rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK)
+		return api_db_error(c, rc);
+	api_json(c, 200, status_object(&integ));
+	db_integration_clear(&integ);
+	return 0;
+}
+
+int
+h_admin_check(struct ctx *c)
+{
+	static const char *const fields[] = { "status", "older_than_s", NULL };
+	struct lc_counts	 counts = { .checked = 0 };
+	struct timespec		 t0, t1;
+	const char		*status, *statuses;
+	const cJSON		*older;
+	double			 older_than_s = 0;
+	char			 actor[160];
+	cJSON			*body, *o;
+	int			 rc;
+
+	if (api_body(c, fields, &body) == -1)
+		return 0;
+	if (api_str(c, body, "status", 16, &status) == -1)
+		goto out;
+	older = cJSON_GetObjectItemCaseSensitive(body, "older_than_s");
+	if (older != NULL && (!cJSON_IsNumber(older) || older->valuedouble < 0 ||
+	    older->valuedouble > 365.0 * 86400)) {
+		api_error(c, 400, "bad_request", "older_than_s must be a number "
+		    "of seconds from 0 to one year");
+		goto out;
+	}
+	if (older != NULL)
+		older_than_s = older->valuedouble;
+	if (status == NULL)
+		statuses = "{connected,degraded,invalid}";
+	else if (strcmp(status, "connected") == 0)
+		statuses = "{connected}";
+	else if (strcmp(status, "degraded") == 0)
+		statuses = "{degraded}";
+	else if (strcmp(status, "invalid") == 0)
+		statuses = "{invalid}";
+	else {
+		api_error(c, 400, "bad_request",
+		    "status must be connected, degraded or invalid");
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = lc_check_due(c->app, statuses, (long)older_than_s, false,
+	    api_actor(c, actor, sizeof(actor)), &counts);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (rc != DB_OK) {
+		api_db_error(c, rc);
+		goto out;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "checked", counts.checked);
+	cJSON_AddNumberToObject(o, "connected", counts.connected);
+	cJSON_AddNumberToObject(o, "degraded", counts.degraded);
+	cJSON_AddNumberToObject(o, "invalid", counts.invalid);
+	cJSON_AddNumberToObject(o, "duration_ms",
+	    (double)((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	api_json(c, 200, o);
+out:
+	cJSON_Delete(body);
+	return 0;
+}

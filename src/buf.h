@@ -1,0 +1,29 @@
+/* Bounded growable byte buffers: every buffer has a hard maximum size. */
+#ifndef SFC_BUF_H
+#define SFC_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char	*data;	/* always NUL-terminated when non-NULL */
+	size_t	 len;
+	size_t	 cap;
+	size_t	 max;	/* len never exceeds this */
+};
+
+void	buf_init(struct buf *b, size_t max);
+/* 0 on success, -1 when the maximum would be exceeded or memory ran out. */
+int	buf_append(struct buf *b, const void *data, size_t len);
+int	buf_puts(struct buf *b, const char *s);
+int	buf_printf(struct buf *b, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Appends s percent-encoded for a URL query component (RFC 3986 unreserved kept). */
+int	buf_put_urlencoded(struct buf *b, const char *s);
+void	buf_reset(struct buf *b);
+/* Returns the data (caller owns it, NULL if empty) and leaves b empty. */
+char	*buf_steal(struct buf *b);
+void	buf_free(struct buf *b);
+
+#endif

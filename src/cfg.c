@@ -1,0 +1,328 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cfg.h"
+
+enum cfg_type { CFG_STR, CFG_URL, CFG_LISTEN, CFG_LONG };
+
+struct cfg_key {
+	const char	*name;
+	enum cfg_type	 type;
+	size_t		 offset;
+	const char	*def;		/* NULL: required (unless optional) */
+	int		 optional;	/* may be absent or empty */
+	long		 min, max;	/* CFG_LONG bounds */
+};
+
+#define S(f)	offsetof(struct cfg, f)
+static const struct cfg_key keys[] = {
+	{ "database_url", CFG_STR, S(database_url), NULL, 0, 0, 0 },
+	{ "listen", CFG_LISTEN, S(listen), NULL, 0, 0, 0 },
+	{ "workers", CFG_LONG, S(workers), "4", 0, 1, 256 },
+	{ "public_base_url", CFG_URL, S(public_base_url), NULL, 0, 0, 0 },
+	{ "salesforce_client_id", CFG_STR, S(salesforce_client_id), NULL, 0, 0, 0 },
+	{ "salesforce_client_secret_file", CFG_STR, S(salesforce_client_secret_file), NULL, 0, 0, 0 },
+	{ "salesforce_login_url", CFG_URL, S(salesforce_login_url), "https://login.salesforce.com", 0, 0, 0 },
+	{ "salesforce_sandbox_login_url", CFG_URL, S(salesforce_sandbox_login_url), "https://test.salesforce.com", 0, 0, 0 },
+	{ "salesforce_allowed_hosts", CFG_STR, S(salesforce_allowed_hosts),
+	  "login.salesforce.com test.salesforce.com *.my.salesforce.com *.salesforce.com", 0, 0, 0 },
+	{ "salesforce_scope", CFG_STR, S(salesforce_scope), "api refresh_token id", 0, 0, 0 },
+	{ "tls_ca_file", CFG_STR, S(tls_ca_file), "", 1, 0, 0 },
+	{ "token_key_file", CFG_STR, S(token_key_file), NULL, 0, 0, 0 },
+	{ "token_previous_key_files", CFG_STR, S(token_previous_key_files), "", 1, 0, 0 },
+	{ "http_timeout_ms", CFG_LONG, S(http_timeout_ms), "10000", 0, 100, 120000 },
+	{ "access_token_max_age_s", CFG_LONG, S(access_token_max_age_s), "3600", 0, 1, 86400 },
+	{ "check_interval_s", CFG_LONG, S(check_interval_s), "86400", 0, 1, 30 * 86400 },
+	{ "check_concurrency", CFG_LONG, S(check_concurrency), "8", 0, 1, 256 },
+	{ "refresh_lock_timeout_ms", CFG_LONG, S(refresh_lock_timeout_ms), "15000", 0, 100, 120000 },
+	{ "allowed_return_origins", CFG_STR, S(allowed_return_origins), "", 1, 0, 0 },
+	{ "webhook_url", CFG_STR, S(webhook_url), "", 1, 0, 0 },
+	{ "webhook_secret_file", CFG_STR, S(webhook_secret_file), "", 1, 0, 0 },
+	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
+	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
+};
+#undef S
+
+#define NKEYS		(sizeof(keys) / sizeof(keys[0]))
+#define MAX_VALUE	4096
+
+static const struct cfg_key *
+find_key(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static char *
+trim(char *s)
+{
+	char	*end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+static int
+valid_url(const char *v)
+{
+	const char	*host;
+
+	if (strncmp(v, "https://", 8) == 0)
+		host = v + 8;
+	else if (strncmp(v, "http://", 7) == 0)
+		host = v + 7;
+	else
+		return 0;
+	if (*host == '\0' || *host == '/')
+		return 0;
+	for (const char *p = v; *p != '\0'; p++)
+		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
+			return 0;
+	return 1;
+}
+
+static int
+valid_listen(const char *v)
+{
+	const char	*colon;
+	char		*end;
+	long		 port;
+
+	if (strncmp(v, "unix:", 5) == 0)
+		return v[5] == '/' && strlen(v + 5) < 108;
+	if ((colon = strrchr(v, ':')) == NULL || colon == v)
+		return 0;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	return errno == 0 && *end == '\0' && port > 0 && port < 65536;
+}
+
+/* Stores value for key k; 0 or -1 with err set. */
+static int
+set_value(struct cfg *cfg, const struct cfg_key *k, const char *value,
+    char *err, size_t errlen)
+{
+	char	*copy, *end;
+	long	 n;
+
+	if (strlen(value) > MAX_VALUE) {
+		snprintf(err, errlen, "config: %s: value too long", k->name);
+		return -1;
+	}
+	switch (k->type) {
+	case CFG_LONG:
+		errno = 0;
+		n = strtol(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' ||
+		    n < k->min || n > k->max) {
+			snprintf(err, errlen,
+			    "config: %s: must be an integer from %ld to %ld",
+			    k->name, k->min, k->max);
+			return -1;
+		}
+		*(long *)((char *)cfg + k->offset) = n;
+		return 0;
+	case CFG_URL:
+		if (!valid_url(value)) {
+			snprintf(err, errlen,
+			    "config: %s: must be an http(s):// URL", k->name);
+			return -1;
+		}
+		break;
+	case CFG_LISTEN:
+		if (!valid_listen(value)) {
+			snprintf(err, errlen, "config: %s: must be unix:/path "
+			    "(under 108 bytes) or host:port", k->name);
+			return -1;
+		}
+		break;
+	case CFG_STR:
+		break;
+	}
+	if ((copy = strdup(value)) == NULL) {
+		snprintf(err, errlen, "config: out of memory");
+		return -1;
+	}
+	free(*(char **)((char *)cfg + k->offset));
+	*(char **)((char *)cfg + k->offset) = copy;
+	return 0;
+}
+
+static int
+load_file(struct cfg *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE			*f;
+	char			 line[MAX_VALUE + 256], *key, *value, *eq;
+	const struct cfg_key	*k;
+	int			 lineno = 0, rc = -1;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "config: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, errlen, "config: %s:%d: line too long",
+			    path, lineno);
+			goto out;
+		}
+		key = trim(line);
+		if (*key == '\0' || *key == '#')
+			continue;
+		if ((eq = strchr(key, '=')) == NULL) {
+			snprintf(err, errlen, "config: %s:%d: expected key = value",
+			    path, lineno);
+			goto out;
+		}
+		*eq = '\0';
+		key = trim(key);
+		value = trim(eq + 1);
+		if ((k = find_key(key)) == NULL) {
+			snprintf(err, errlen, "config: %s:%d: unknown key %s",
+			    path, lineno, key);
+			goto out;
+		}
+		if (set_value(cfg, k, value, err, errlen) == -1)
+			goto out;
+	}
+	rc = 0;
+out:
+	fclose(f);
+	return rc;
+}
+
+static int
+load_env(struct cfg *cfg, char *err, size_t errlen)
+{
+	char		 name[128];
+	const char	*value;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t j = (size_t)snprintf(name, sizeof(name), "SFCONNECT_");
+
+		for (const char *p = keys[i].name; *p != '\0'; p++)
+			name[j++] = (char)toupper((unsigned char)*p);
+		name[j] = '\0';
+		if ((value = getenv(name)) == NULL)
+			continue;
+		if (set_value(cfg, &keys[i], value, err, errlen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+apply_defaults_and_check(struct cfg *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_key *k = &keys[i];
+		char *sval;
+
+		if (k->type == CFG_LONG) {
+			if (*(long *)((char *)cfg + k->offset) == 0 &&
+			    set_value(cfg, k, k->def, err, errlen) == -1)
+				return -1;
+			continue;
+		}
+		sval = *(char **)((char *)cfg + k->offset);
+		if (sval != NULL && (*sval != '\0' || k->optional))
+			continue;
+		if (k->def == NULL) {
+			snprintf(err, errlen, "config: %s: missing (required)",
+			    k->name);
+			return -1;
+		}
+		if (set_value(cfg, k, k->def, err, errlen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	if (path != NULL && load_file(cfg, path, err, errlen) == -1)
+		return -1;
+	if (load_env(cfg, err, errlen) == -1)
+		return -1;
+	return apply_defaults_and_check(cfg, err, errlen);
+}
+
+void
+cfg_free(struct cfg *cfg)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].type != CFG_LONG) {
+			char **p = (char **)((char *)cfg + keys[i].offset);
+
+			free(*p);
+			*p = NULL;
+		}
+}
+
+/* Calls fn on each space-separated word of list until it returns non-zero. */
+static int
+list_any(const char *list, const char *arg,
+    int (*fn)(const char *word, size_t len, const char *arg))
+{
+	const char	*p = list;
+
+	while (p != NULL && *p != '\0') {
+		size_t len;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		len = strcspn(p, " \t");
+		if (len > 0 && fn(p, len, arg))
+			return 1;
+		p += len;
+	}
+	return 0;
+}
+
+static int
+word_eq(const char *word, size_t len, const char *arg)
+{
+	return strlen(arg) == len && strncmp(word, arg, len) == 0;
+}
+
+static int
+host_match(const char *word, size_t len, const char *host)
+{
+	size_t hlen = strlen(host);
+
+	if (len > 2 && word[0] == '*' && word[1] == '.') {
+		/* "*.x.y" matches "a.x.y" and "a.b.x.y", never "x.y" itself. */
+		size_t slen = len - 1;
+
+		return hlen > slen &&
+		    strncasecmp(host + hlen - slen, word + 1, slen) == 0;
+	}
+	return hlen == len && strncasecmp(word, host, len) == 0;
+}
+
+int
+cfg_word_in_list(const char *list, const char *word)
+{
+	return list_any(list, word, word_eq);
+}
+
+int
+cfg_host_in_list(const char *list, const char *host)
+{
+	if (*host == '\0')
+		return 0;
+	return list_any(list, host, host_match);
+}

@@ -1,0 +1,49 @@
+/*
+ * Configuration: one "key = value" file, each key overridable by the
+ * environment as SFCONNECT_<KEY>. Every key is declared once in cfg.c.
+ */
+#ifndef SFC_CFG_H
+#define SFC_CFG_H
+
+#include <stddef.h>
+
+struct cfg {
+	char	*database_url;
+	char	*listen;
+	long	 workers;
+	char	*public_base_url;
+	char	*salesforce_client_id;
+	char	*salesforce_client_secret_file;
+	char	*salesforce_login_url;
+	char	*salesforce_sandbox_login_url;
+	char	*salesforce_allowed_hosts;
+	char	*salesforce_scope;
+	char	*tls_ca_file;
+	char	*token_key_file;
+	char	*token_previous_key_files;
+	long	 http_timeout_ms;
+	long	 access_token_max_age_s;
+	long	 check_interval_s;
+	long	 check_concurrency;
+	long	 refresh_lock_timeout_ms;
+	char	*allowed_return_origins;
+	char	*webhook_url;
+	char	*webhook_secret_file;
+	char	*cors_allowed_origins;
+	char	*log_level;
+};
+
+/*
+ * Loads path (NULL: environment only) into *cfg. Returns 0, or -1 with one
+ * line in err naming the missing or bad key. On failure *cfg holds nothing
+ * that needs freeing beyond cfg_free().
+ */
+int	cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen);
+void	cfg_free(struct cfg *cfg);
+
+/* true when host (no port) matches a space-separated list of names and "*.suffix" patterns. */
+int	cfg_host_in_list(const char *list, const char *host);
+/* true when word appears in the space-separated list (exact match). */
+int	cfg_word_in_list(const char *list, const char *word);
+
+#endif

@@ -1,0 +1,1013 @@
+/* The store: all of sfconnect's SQL, as prepared statements. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+
+#include "crypto.h"
+#include "db.h"
+#include "log.h"
+#include "migrations.h"
+
+#define TS(col)	"coalesce(extract(epoch from " col ")::bigint, 0)"
+#define TXT(col) "coalesce(" col ", '')"
+#define JSON_TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* The columns read into a struct integration, in load_integration's order. */
+#define INTEG_COLS \
+	"i.org_id, o.slug, i.status, " TXT("i.sf_org_id") ", " \
+	TXT("i.sf_user_id") ", " TXT("i.sf_username") ", " \
+	TXT("i.sf_display_name") ", " TXT("i.instance_url") ", " \
+	TXT("i.environment") ", " TXT("i.login_host") ", " \
+	TXT("i.connected_by") ", " TXT("i.previous_sf_org_id") ", " \
+	"i.access_token_enc, i.refresh_token_enc, i.token_generation, " \
+	TS("i.issued_at") ", " TS("i.connected_at") ", " \
+	TS("i.last_refreshed_at") ", " TS("i.last_checked_at") ", " \
+	TXT("i.last_error_kind") ", " TXT("i.last_error_code") ", " \
+	TXT("i.last_error_message") ", " TS("i.last_error_at") ", " \
+	"i.failure_count, " TS("i.next_retry_at")
+
+enum stmt {
+	ST_PING,
+	ST_SCHEMA_VERSION,
+	ST_KEY_LOOKUP,
+	ST_ORG_GET,
+	ST_ORG_CREATE,
+	ST_ORG_LIST,
+	ST_KEY_CREATE,
+	ST_KEY_LIST,
+	ST_KEY_REVOKE,
+	ST_INTEG_GET,
+	ST_INTEG_LIST,
+	ST_AUDIT_ADD,
+	ST_AUDIT_LIST,
+	ST_STATE_CREATE,
+	ST_STATE_CONSUME,
+	ST_STATE_PURGE,
+	ST_INTEG_LOCK,
+	ST_INTEG_CONNECT,
+	ST_INTEG_DISCONNECT,
+	ST_INTEG_CLAIM,
+	ST_INTEG_REFRESHED,
+	ST_INTEG_FAILED,
+	ST_NOW,
+	ST_STATUS_COUNTS,
+	ST__MAX
+};
+
+static const char *const stmt_sql[ST__MAX] = {
+	[ST_PING] = "SELECT 1",
+	[ST_SCHEMA_VERSION] =
+	    "SELECT coalesce(max(version), 0) FROM schema_migrations",
+	[ST_KEY_LOOKUP] =
+	    "SELECT k.id, k.role, coalesce(k.org_id, 0), " TXT("o.slug") ", "
+	    "k.label, k.key_hash FROM api_keys k "
+	    "LEFT JOIN orgs o ON o.id = k.org_id "
+	    "WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+	[ST_ORG_GET] =
+	    "SELECT id, slug, name, " TS("created_at") " FROM orgs "
+	    "WHERE slug = $1",
+	[ST_ORG_CREATE] =
+	    "WITH o AS (INSERT INTO orgs (slug, name) VALUES ($1, $2) "
+	    "  RETURNING id, slug, name, created_at), "
+	    "i AS (INSERT INTO integrations (org_id) SELECT id FROM o) "
+	    "SELECT id, slug, name, " TS("created_at") " FROM o",
+	[ST_ORG_LIST] =
+	    "SELECT coalesce(json_agg(json_build_object('slug', slug, "
+	    "'name', name, 'created_at', " JSON_TS("created_at") ") "
+	    "ORDER BY slug), '[]') FROM (SELECT * FROM orgs "
+	    "WHERE slug > $1 ORDER BY slug LIMIT $2) s",
+	[ST_KEY_CREATE] =
+	    "INSERT INTO api_keys (id, org_id, role, label, key_hash) "
+	    "VALUES ($1, nullif($2::bigint, 0), $3, $4, $5) "
+	    "RETURNING " TS("created_at"),
+	[ST_KEY_LIST] =
+	    "SELECT coalesce(json_agg(json_build_object('id', k.id, "
+	    "'org', o.slug, 'role', k.role, 'label', k.label, "
+	    "'created_at', " JSON_TS("k.created_at") ", "
+	    "'revoked_at', " JSON_TS("k.revoked_at") ") "
+	    "ORDER BY k.created_at, k.id), '[]') FROM api_keys k "
+	    "LEFT JOIN orgs o ON o.id = k.org_id "
+	    "WHERE $1 = '' OR o.slug = $1",
+	[ST_KEY_REVOKE] =
+	    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) "
+	    "WHERE id = $1 RETURNING id",
+	[ST_INTEG_GET] =
+	    "SELECT " INTEG_COLS " FROM integrations i "
+	    "JOIN orgs o ON o.id = i.org_id WHERE i.org_id = $1",
+	[ST_INTEG_LIST] =
+	    "SELECT " INTEG_COLS " FROM integrations i "
+	    "JOIN orgs o ON o.id = i.org_id "
+	    "WHERE o.slug > $1 AND ($2 = '' OR i.status = $2) "
+	    "ORDER BY o.slug LIMIT $3",
+	[ST_AUDIT_ADD] =
+	    "INSERT INTO audit_events (org_id, actor, action, detail) "
+	    "VALUES ($1, $2, $3, $4::jsonb)",
+	[ST_AUDIT_LIST] =
+	    "SELECT coalesce(json_agg(json_build_object('at', " JSON_TS("at")
+	    ", 'actor', actor, 'action', action, 'detail', detail) "
+	    "ORDER BY id DESC), '[]') FROM (SELECT * FROM audit_events "
+	    "WHERE org_id = $1 ORDER BY id DESC LIMIT $2) e",
+	[ST_STATE_CREATE] =
+	    "INSERT INTO oauth_states (state_hash, org_id, verifier_enc, "
+	    "environment, login_host, return_to, allow_org_change, actor, "
+	    "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+	    "now() + make_interval(secs => $9)) RETURNING " TS("expires_at"),
+	/* Atomic single use: a replay finds nothing to delete. */
+	[ST_STATE_CONSUME] =
+	    "DELETE FROM oauth_states WHERE state_hash = $1 "
+	    "RETURNING org_id, verifier_enc, environment, login_host, "
+	    "return_to, allow_org_change, actor, expires_at > now()",
+	[ST_STATE_PURGE] =
+	    "DELETE FROM oauth_states WHERE expires_at < now() - interval '1 hour'",
+	[ST_INTEG_LOCK] =
+	    "SELECT " INTEG_COLS " FROM integrations i "
+	    "JOIN orgs o ON o.id = i.org_id WHERE i.org_id = $1 "
+	    "FOR UPDATE OF i",
+	[ST_INTEG_CONNECT] =
+	    "UPDATE integrations SET status = 'connected', "
+	    "previous_sf_org_id = CASE WHEN sf_org_id IS DISTINCT FROM $2 "
+	    "  THEN coalesce(sf_org_id, previous_sf_org_id) "
+	    "  ELSE previous_sf_org_id END, "
+	    "sf_org_id = $2, sf_user_id = $3, sf_username = $4, "
+	    "sf_display_name = $5, instance_url = $6, environment = $7, "
+	    "login_host = $8, access_token_enc = $9, refresh_token_enc = $10, "
+	    "token_generation = token_generation + 1, "
+	    "issued_at = to_timestamp($11::double precision / 1000), "
+	    "connected_at = now(), connected_by = $12, "
+	    "last_refreshed_at = now(), last_checked_at = now(), "
+	    "last_error_kind = NULL, last_error_code = NULL, "
+	    "last_error_message = NULL, last_error_at = NULL, "
+	    "failure_count = 0, next_retry_at = NULL, updated_at = now() "
+	    "WHERE org_id = $1",
+	[ST_INTEG_DISCONNECT] =
+	    "UPDATE integrations SET status = 'disconnected', "
+	    "previous_sf_org_id = coalesce(sf_org_id, previous_sf_org_id), "
+	    "sf_org_id = NULL, sf_user_id = NULL, sf_username = NULL, "
+	    "sf_display_name = NULL, instance_url = NULL, environment = NULL, "
+	    "login_host = NULL, access_token_enc = NULL, "
+	    "refresh_token_enc = NULL, issued_at = NULL, connected_at = NULL, "
+	    "connected_by = NULL, last_refreshed_at = NULL, "
+	    "last_checked_at = NULL, last_error_kind = NULL, "
+	    "last_error_code = NULL, last_error_message = NULL, "
+	    "last_error_at = NULL, failure_count = 0, next_retry_at = NULL, "
+	    "updated_at = now() WHERE org_id = $1",
+	/* Orgs due for a check, locked; rows another process holds are skipped. */
+	[ST_INTEG_CLAIM] =
+	    "SELECT " INTEG_COLS " FROM integrations i "
+	    "JOIN orgs o ON o.id = i.org_id "
+	    "WHERE i.status = ANY($1::text[]) "
+	    "AND (i.last_checked_at IS NULL "
+	    "  OR i.last_checked_at < to_timestamp($2::double precision) "
+	    "  OR ($4 = 't' AND i.status = 'degraded' "
+	    "      AND i.next_retry_at <= now())) "
+	    "ORDER BY i.last_checked_at NULLS FIRST, i.org_id LIMIT $3 "
+	    "FOR UPDATE OF i SKIP LOCKED",
+	[ST_INTEG_REFRESHED] =
+	    "UPDATE integrations SET status = 'connected', "
+	    "access_token_enc = $2, "
+	    "refresh_token_enc = coalesce($3, refresh_token_enc), "
+	    "instance_url = $4, "
+	    "issued_at = to_timestamp($5::double precision / 1000), "
+	    "token_generation = token_generation + 1, "
+	    "last_refreshed_at = now(), last_checked_at = now(), "
+	    "last_error_kind = NULL, last_error_code = NULL, "
+	    "last_error_message = NULL, last_error_at = NULL, "
+	    "failure_count = 0, next_retry_at = NULL, updated_at = now() "
+	    "WHERE org_id = $1 AND status <> 'disconnected' "
+	    "RETURNING token_generation",
+	[ST_INTEG_FAILED] =
+	    "UPDATE integrations SET status = $2, last_error_kind = $3, "
+	    "last_error_code = $4, last_error_message = $5, "
+	    "last_error_at = now(), last_checked_at = now(), "
+	    "failure_count = failure_count + 1, "
+	    "next_retry_at = CASE WHEN $2 = 'degraded' "
+	    "  THEN now() + make_interval(secs => $6::double precision) END, "
+	    "updated_at = now() WHERE org_id = $1 AND status <> 'disconnected'",
+	[ST_NOW] = "SELECT extract(epoch from clock_timestamp())::text",
+	[ST_STATUS_COUNTS] =
+	    "SELECT s.status, count(i.org_id) FROM unnest(ARRAY['disconnected', "
+	    "'connected', 'degraded', 'invalid']) AS s(status) "
+	    "LEFT JOIN integrations i ON i.status = s.status GROUP BY s.status "
+	    "ORDER BY s.status",
+};
+
+struct db {
+	PGconn	*conn;
+	char	*conninfo;
+	bool	 prepared[ST__MAX];
+};
+
+static PGconn *
+connect_db(const char *conninfo)
+{
+	/* Later keywords win: the caller's conninfo may override these. */
+	const char *const keys[] = { "connect_timeout", "application_name",
+	    "options", "dbname", NULL };
+	const char *const values[] = { "3", "sfconnect",
+	    "-c statement_timeout=30000", conninfo, NULL };
+
+	return PQconnectdbParams(keys, values, 1);
+}
+
+struct db *
+db_new(const char *conninfo)
+{
+	struct db	*db;
+
+	if ((db = calloc(1, sizeof(*db))) == NULL)
+		return NULL;
+	if ((db->conninfo = strdup(conninfo)) == NULL) {
+		free(db);
+		return NULL;
+	}
+	db->conn = connect_db(conninfo);
+	return db;
+}
+
+struct db *
+db_open(const char *conninfo, char *err, size_t errlen)
+{
+	struct db	*db;
+
+	if ((db = db_new(conninfo)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		snprintf(err, errlen, "database: %s", PQerrorMessage(db->conn));
+		err[strcspn(err, "\n")] = '\0';
+		db_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+void
+db_close(struct db *db)
+{
+	if (db == NULL)
+		return;
+	PQfinish(db->conn);
+	free(db->conninfo);
+	free(db);
+}
+
+enum db_rc
+db_ensure(struct db *db)
+{
+	if (PQstatus(db->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(db->conn) == PQTRANS_IDLE &&
+	    !PQconsumeInput(db->conn))
+		log_warn("db_lost", "database connection lost; reconnecting");
+	if (PQstatus(db->conn) == CONNECTION_OK)
+		return DB_OK;
+	memset(db->prepared, 0, sizeof(db->prepared));
+	PQfinish(db->conn);
+	db->conn = connect_db(db->conninfo);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		log_warn("db_unavailable", "cannot reach the database");
+		return DB_UNAVAILABLE;
+	}
+	log_info("db_reconnected", "database connection re-established");
+	return DB_OK;
+}
+
+/* Classifies a failed result. */
+static enum db_rc
+result_rc(struct db *db, const PGresult *res)
+{
+	const char	*state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (PQstatus(db->conn) != CONNECTION_OK ||
+	    (state != NULL && (strncmp(state, "08", 2) == 0 ||
+	    strncmp(state, "57P", 3) == 0)))
+		return DB_UNAVAILABLE;
+	if (state != NULL && strcmp(state, "23505") == 0)
+		return DB_CONFLICT;
+	if (state != NULL && strcmp(state, "55P03") == 0)
+		return DB_LOCK_TIMEOUT;
+	log_error("db_error", "%s: %s", state ? state : "-",
+	    res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn));
+	return DB_ERROR;
+}
+
+/*
+ * Runs prepared statement st (preparing it on first use). On success
+ * *out holds the result (caller clears). Returns a db_rc.
+ */
+static enum db_rc
+run(struct db *db, enum stmt st, int n, const char *const *params,
+    PGresult **out)
+{
+	char		 name[16];
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	*out = NULL;
+	snprintf(name, sizeof(name), "s%d", (int)st);
+	if (!db->prepared[st]) {
+		res = PQprepare(db->conn, name, stmt_sql[st], 0, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			rc = result_rc(db, res);
+			PQclear(res);
+			return rc;
+		}
+		PQclear(res);
+		db->prepared[st] = true;
+	}
+	res = PQexecPrepared(db->conn, name, n, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK &&
+	    PQresultStatus(res) != PGRES_COMMAND_OK) {
+		rc = result_rc(db, res);
+		PQclear(res);
+		return rc;
+	}
+	*out = res;
+	return DB_OK;
+}
+
+static enum db_rc
+exec_simple(struct db *db, const char *sql)
+{
+	PGresult	*res = PQexec(db->conn, sql);
+	enum db_rc	 rc = DB_OK;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = result_rc(db, res);
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_begin(struct db *db)
+{
+	return exec_simple(db, "BEGIN");
+}
+
+enum db_rc
+db_commit(struct db *db)
+{
+	return exec_simple(db, "COMMIT");
+}
+
+void
+db_rollback(struct db *db)
+{
+	if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+		(void)exec_simple(db, "ROLLBACK");
+}
+
+enum db_rc
+db_ping(struct db *db)
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, ST_PING, 0, NULL, &res);
+
+	PQclear(res);
+	return rc;
+}
+
+static void
+copy_col(const PGresult *res, int row, int col, char *dst, size_t dstlen)
+{
+	snprintf(dst, dstlen, "%s", PQgetvalue(res, row, col));
+}
+
+static long long
+ll_col(const PGresult *res, int row, int col)
+{
+	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Parses the one-row, one-column JSON array result into array's items. */
+static enum db_rc
+append_json_array(const PGresult *res, cJSON *array)
+{
+	cJSON	*parsed, *item;
+
+	if (PQntuples(res) != 1 ||
+	    (parsed = cJSON_Parse(PQgetvalue(res, 0, 0))) == NULL)
+		return DB_ERROR;
+	while ((item = cJSON_DetachItemFromArray(parsed, 0)) != NULL)
+		cJSON_AddItemToArray(array, item);
+	cJSON_Delete(parsed);
+	return DB_OK;
+}
+
+/* Migrations. */
+
+static enum db_rc
+apply_migration(struct db *db, const struct migration *m, char *err,
+    size_t errlen)
+{
+	PGresult	*res = NULL;
+	char		 version[16];
+	const char	*params[2] = { version, m->name };
+	enum db_rc	 rc;
+
+	snprintf(version, sizeof(version), "%d", m->version);
+	if ((rc = db_begin(db)) != DB_OK)
+		return rc;
+	if ((rc = exec_simple(db, "LOCK TABLE schema_migrations IN EXCLUSIVE MODE")) != DB_OK)
+		goto out;
+	res = PQexecParams(db->conn, "SELECT 1 FROM schema_migrations "
+	    "WHERE version = $1", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rc = result_rc(db, res);
+		goto out;
+	}
+	if (PQntuples(res) == 1) {
+		rc = DB_OK;	/* applied meanwhile by another process */
+		goto out;
+	}
+	if ((rc = exec_simple(db, m->sql)) != DB_OK) {
+		snprintf(err, errlen, "migration %s failed", m->name);
+		goto out;
+	}
+	PQclear(res);
+	res = PQexecParams(db->conn, "INSERT INTO schema_migrations "
+	    "(version, name) VALUES ($1, $2)", 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		rc = result_rc(db, res);
+		goto out;
+	}
+	rc = db_commit(db);
+	if (rc == DB_OK)
+		printf("applied %s\n", m->name);
+out:
+	PQclear(res);
+	if (rc != DB_OK)
+		db_rollback(db);
+	return rc;
+}
+
+static enum db_rc
+schema_version(struct db *db, int *version)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	res = PQexec(db->conn, "SELECT coalesce(max(version), 0) FROM "
+	    "schema_migrations");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		/* 42P01: no migrations table yet, an empty database. */
+		rc = state != NULL && strcmp(state, "42P01") == 0 ? DB_NOTFOUND :
+		    result_rc(db, res);
+		PQclear(res);
+		*version = 0;
+		return rc;
+	}
+	*version = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_migrate(struct db *db, char *err, size_t errlen)
+{
+	int		 current, latest = migrations[n_migrations - 1].version;
+	enum db_rc	 rc;
+
+	rc = exec_simple(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	    "version integer PRIMARY KEY, name text NOT NULL, "
+	    "applied_at timestamptz NOT NULL DEFAULT now())");
+	if (rc != DB_OK && rc != DB_CONFLICT) {
+		snprintf(err, errlen, "cannot create schema_migrations");
+		return rc;
+	}
+	if ((rc = schema_version(db, &current)) != DB_OK) {
+		snprintf(err, errlen, "cannot read the schema version");
+		return rc;
+	}
+	if (current > latest) {
+		snprintf(err, errlen, "the database schema (version %d) is newer "
+		    "than this binary (version %d): refusing to migrate",
+		    current, latest);
+		return DB_ERROR;
+	}
+	for (int i = 0; i < n_migrations; i++) {
+		if (migrations[i].version <= current)
+			continue;
+		if ((rc = apply_migration(db, &migrations[i], err, errlen)) != DB_OK) {
+			if (err[0] == '\0')
+				snprintf(err, errlen, "migration %s failed",
+				    migrations[i].name);
+			return rc;
+		}
+	}
+	printf("schema at version %d\n", latest);
+	return DB_OK;
+}
+
+enum db_rc
+db_schema_check(struct db *db, char *err, size_t errlen)
+{
+	int		 current, latest = migrations[n_migrations - 1].version;
+	enum db_rc	 rc;
+
+	if ((rc = schema_version(db, &current)) == DB_UNAVAILABLE) {
+		snprintf(err, errlen, "database unavailable");
+		return rc;
+	}
+	if (current != latest) {
+		snprintf(err, errlen, "database schema is version %d, this binary "
+		    "needs %d: %s", current, latest, current < latest ?
+		    "run sfconnect-admin migrate" : "upgrade sfconnect");
+		return DB_ERROR;
+	}
+	return DB_OK;
+}
+
+/* Orgs. */
+
+static void
+load_org(const PGresult *res, int row, struct org *org)
+{
+	org->id = ll_col(res, row, 0);
+	copy_col(res, row, 1, org->slug, sizeof(org->slug));
+	copy_col(res, row, 2, org->name, sizeof(org->name));
+	org->created_at = (time_t)ll_col(res, row, 3);
+}
+
+enum db_rc
+db_org_get(struct db *db, const char *slug, struct org *org)
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, ST_ORG_GET, 1, &slug, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	if (PQntuples(res) == 1)
+		load_org(res, 0, org);
+	else
+		rc = DB_NOTFOUND;
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_org_create(struct db *db, const char *slug, const char *name, struct org *org)
+{
+	const char	*params[2] = { slug, name };
+	PGresult	*res;
+	enum db_rc	 rc = run(db, ST_ORG_CREATE, 2, params, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	load_org(res, 0, org);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_org_list(struct db *db, const char *after, int limit, cJSON *array)
+{
+	char		 lim[16];
+	const char	*params[2] = { after ? after : "", lim };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	if ((rc = run(db, ST_ORG_LIST, 2, params, &res)) != DB_OK)
+		return rc;
+	rc = append_json_array(res, array);
+	PQclear(res);
+	return rc;
+}
+
+/* API keys. */
+
+enum db_rc
+db_key_lookup(struct db *db, const char *hash_hex, struct principal *who)
+{
+	PGresult	*res;
+	char		 role[16];
+	enum db_rc	 rc = run(db, ST_KEY_LOOKUP, 1, &hash_hex, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	rc = DB_NOTFOUND;
+	if (PQntuples(res) == 1 &&
+	    crypto_ct_streq(PQgetvalue(res, 0, 5), hash_hex)) {
+		copy_col(res, 0, 0, who->key_id, sizeof(who->key_id));
+		copy_col(res, 0, 1, role, sizeof(role));
+		who->org_id = ll_col(res, 0, 2);
+		copy_col(res, 0, 3, who->org_slug, sizeof(who->org_slug));
+		copy_col(res, 0, 4, who->label, sizeof(who->label));
+		if (role_parse(role, &who->role) == 0)
+			rc = DB_OK;
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_key_create(struct db *db, const char *id, long long org_id, enum role role,
+    const char *label, const char *hash_hex, time_t *created_at)
+{
+	char		 org[24];
+	const char	*params[5] = { id, org, role_name(role), label, hash_hex };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(org, sizeof(org), "%lld", org_id);
+	if ((rc = run(db, ST_KEY_CREATE, 5, params, &res)) != DB_OK)
+		return rc;
+	*created_at = (time_t)ll_col(res, 0, 0);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_key_list(struct db *db, const char *org, cJSON *array)
+{
+	const char	*param = org ? org : "";
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	if ((rc = run(db, ST_KEY_LIST, 1, &param, &res)) != DB_OK)
+		return rc;
+	rc = append_json_array(res, array);
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_key_revoke(struct db *db, const char *id)
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, ST_KEY_REVOKE, 1, &id, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	rc = PQntuples(res) == 1 ? DB_OK : DB_NOTFOUND;
+	PQclear(res);
+	return rc;
+}
+
+/* Integrations. */
+
+static char *
+dup_nullable(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL :
+	    strdup(PQgetvalue(res, row, col));
+}
+
+/* Fills integ from row of a result with INTEG_COLS; -1 on out of memory. */
+static int
+load_integration(const PGresult *res, int row, struct integration *integ)
+{
+	int	 c = 0;
+
+	memset(integ, 0, sizeof(*integ));
+	integ->org_id = ll_col(res, row, c++);
+	copy_col(res, row, c++, integ->org_slug, sizeof(integ->org_slug));
+	copy_col(res, row, c++, integ->status, sizeof(integ->status));
+	copy_col(res, row, c++, integ->sf_org_id, sizeof(integ->sf_org_id));
+	copy_col(res, row, c++, integ->sf_user_id, sizeof(integ->sf_user_id));
+	copy_col(res, row, c++, integ->sf_username, sizeof(integ->sf_username));
+	copy_col(res, row, c++, integ->sf_display_name,
+	    sizeof(integ->sf_display_name));
+	copy_col(res, row, c++, integ->instance_url, sizeof(integ->instance_url));
+	copy_col(res, row, c++, integ->environment, sizeof(integ->environment));
+	copy_col(res, row, c++, integ->login_host, sizeof(integ->login_host));
+	copy_col(res, row, c++, integ->connected_by, sizeof(integ->connected_by));
+	copy_col(res, row, c++, integ->previous_sf_org_id,
+	    sizeof(integ->previous_sf_org_id));
+	integ->access_token_enc = dup_nullable(res, row, c++);
+	integ->refresh_token_enc = dup_nullable(res, row, c++);
+	integ->token_generation = ll_col(res, row, c++);
+	integ->issued_at = (time_t)ll_col(res, row, c++);
+	integ->connected_at = (time_t)ll_col(res, row, c++);
+	integ->last_refreshed_at = (time_t)ll_col(res, row, c++);
+	integ->last_checked_at = (time_t)ll_col(res, row, c++);
+	copy_col(res, row, c++, integ->last_error_kind,
+	    sizeof(integ->last_error_kind));
+	copy_col(res, row, c++, integ->last_error_code,
+	    sizeof(integ->last_error_code));
+	copy_col(res, row, c++, integ->last_error_message,
+	    sizeof(integ->last_error_message));
+	integ->last_error_at = (time_t)ll_col(res, row, c++);
+	integ->failure_count = (int)ll_col(res, row, c++);
+	integ->next_retry_at = (time_t)ll_col(res, row, c++);
+	if ((!PQgetisnull(res, row, 12) && integ->access_token_enc == NULL) ||
+	    (!PQgetisnull(res, row, 13) && integ->refresh_token_enc == NULL)) {
+		db_integration_clear(integ);
+		return -1;
+	}
+	return 0;
+}
+
+void
+db_integration_clear(struct integration *integ)
+{
+	free(integ->access_token_enc);
+	free(integ->refresh_token_enc);
+	integ->access_token_enc = integ->refresh_token_enc = NULL;
+}
+
+enum db_rc
+db_integration_get(struct db *db, long long org_id, struct integration *integ)
+{
+	char		 id[24];
+	const char	*param = id;
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	if ((rc = run(db, ST_INTEG_GET, 1, &param, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_NOTFOUND;
+	else if (load_integration(res, 0, integ) == -1)
+		rc = DB_ERROR;
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_integration_list(struct db *db, const char *status, const char *after,
+    int limit, void (*fn)(const struct integration *, void *), void *arg,
+    int *n)
+{
+	char			 lim[16];
+	const char		*params[3] = { after ? after : "",
+				    status ? status : "", lim };
+	struct integration	 integ;
+	PGresult		*res;
+	enum db_rc		 rc;
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	*n = 0;
+	if ((rc = run(db, ST_INTEG_LIST, 3, params, &res)) != DB_OK)
+		return rc;
+	for (int row = 0; row < PQntuples(res); row++) {
+		if (load_integration(res, row, &integ) == -1) {
+			rc = DB_ERROR;
+			break;
+		}
+		fn(&integ, arg);
+		db_integration_clear(&integ);
+		(*n)++;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Audit. */
+
+enum db_rc
+db_audit_add(struct db *db, long long org_id, const char *actor,
+    const char *action, const char *detail_json)
+{
+	char		 id[24];
+	const char	*params[4] = { id, actor, action, detail_json };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	rc = run(db, ST_AUDIT_ADD, 4, params, &res);
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_audit_list(struct db *db, long long org_id, int limit, cJSON *array)
+{
+	char		 id[24], lim[16];
+	const char	*params[2] = { id, lim };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	if ((rc = run(db, ST_AUDIT_LIST, 2, params, &res)) != DB_OK)
+		return rc;
+	rc = append_json_array(res, array);
+	PQclear(res);
+	return rc;
+}
+
+/* OAuth states. */
+
+enum db_rc
+db_state_create(struct db *db, const char *state_hash, long long org_id,
+    const char *verifier_enc, const char *environment, const char *login_host,
+    const char *return_to, bool allow_org_change, const char *actor,
+    int ttl_s, time_t *expires_at)
+{
+	char		 org[24], ttl[16];
+	const char	*params[9] = { state_hash, org, verifier_enc, environment,
+			    login_host, return_to, allow_org_change ? "t" : "f",
+			    actor, ttl };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(org, sizeof(org), "%lld", org_id);
+	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+	if ((rc = run(db, ST_STATE_PURGE, 0, NULL, &res)) != DB_OK)
+		return rc;
+	PQclear(res);
+	if ((rc = run(db, ST_STATE_CREATE, 9, params, &res)) != DB_OK)
+		return rc;
+	*expires_at = (time_t)ll_col(res, 0, 0);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_state_consume(struct db *db, const char *state_hash, struct oauth_state *st)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	memset(st, 0, sizeof(*st));
+	if ((rc = run(db, ST_STATE_CONSUME, 1, &state_hash, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 7), "t") != 0) {
+		PQclear(res);
+		return DB_NOTFOUND;
+	}
+	st->org_id = ll_col(res, 0, 0);
+	if ((st->verifier_enc = strdup(PQgetvalue(res, 0, 1))) == NULL)
+		rc = DB_ERROR;
+	copy_col(res, 0, 2, st->environment, sizeof(st->environment));
+	copy_col(res, 0, 3, st->login_host, sizeof(st->login_host));
+	copy_col(res, 0, 4, st->return_to, sizeof(st->return_to));
+	st->allow_org_change = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
+	copy_col(res, 0, 6, st->actor, sizeof(st->actor));
+	PQclear(res);
+	return rc;
+}
+
+void
+db_state_clear(struct oauth_state *st)
+{
+	free(st->verifier_enc);
+	st->verifier_enc = NULL;
+}
+
+/* Integration writes. */
+
+enum db_rc
+db_integration_lock(struct db *db, long long org_id, long lock_timeout_ms,
+    struct integration *integ)
+{
+	char		 id[24], sql[64];
+	const char	*param = id;
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %ld", lock_timeout_ms);
+	if ((rc = exec_simple(db, sql)) != DB_OK)
+		return rc;
+	snprintf(id, sizeof(id), "%lld", org_id);
+	if ((rc = run(db, ST_INTEG_LOCK, 1, &param, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_NOTFOUND;
+	else if (load_integration(res, 0, integ) == -1)
+		rc = DB_ERROR;
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_integration_connect(struct db *db, long long org_id,
+    const struct connection *c)
+{
+	char		 id[24], issued[24];
+	const char	*params[12] = { id, c->sf_org_id, c->sf_user_id,
+			    c->username, c->display_name, c->instance_url,
+			    c->environment, c->login_host, c->access_enc,
+			    c->refresh_enc, issued, c->connected_by };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	snprintf(issued, sizeof(issued), "%lld", c->issued_at_ms);
+	rc = run(db, ST_INTEG_CONNECT, 12, params, &res);
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_integration_disconnect(struct db *db, long long org_id)
+{
+	char		 id[24];
+	const char	*param = id;
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	rc = run(db, ST_INTEG_DISCONNECT, 1, &param, &res);
+	PQclear(res);
+	return rc;
+}
+
+/* Token lifecycle. */
+
+enum db_rc
+db_now(struct db *db, char out[32])
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, ST_NOW, 0, NULL, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	copy_col(res, 0, 0, out, 32);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_integration_claim(struct db *db, const char *statuses, const char *cutoff,
+    bool due_retries, int limit, struct integration *out, int *n)
+{
+	char		 lim[16];
+	const char	*params[4] = { statuses, cutoff, lim,
+			    due_retries ? "t" : "f" };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	*n = 0;
+	snprintf(lim, sizeof(lim), "%d", limit);
+	if ((rc = run(db, ST_INTEG_CLAIM, 4, params, &res)) != DB_OK)
+		return rc;
+	for (int row = 0; row < PQntuples(res) && row < limit; row++) {
+		if (load_integration(res, row, &out[row]) == -1) {
+			rc = DB_ERROR;
+			break;
+		}
+		(*n)++;
+	}
+	PQclear(res);
+	if (rc != DB_OK) {
+		for (int i = 0; i < *n; i++)
+			db_integration_clear(&out[i]);
+		*n = 0;
+	}
+	return rc;
+}
+
+enum db_rc
+db_integration_refreshed(struct db *db, long long org_id,
+    const char *access_enc, const char *refresh_enc, const char *instance_url,
+    long long issued_at_ms, long long *generation)
+{
+	char		 id[24], issued[24];
+	const char	*params[5] = { id, access_enc, refresh_enc, instance_url,
+			    issued };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	snprintf(issued, sizeof(issued), "%lld", issued_at_ms);
+	if ((rc = run(db, ST_INTEG_REFRESHED, 5, params, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_NOTFOUND;
+	else
+		*generation = ll_col(res, 0, 0);
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_integration_failed(struct db *db, long long org_id, const char *status,
+    const char *kind, const char *code, const char *message, double retry_s)
+{
+	char		 id[24], retry[32];
+	const char	*params[6] = { id, status, kind, code, message, retry };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	snprintf(retry, sizeof(retry), "%.3f", retry_s);
+	rc = run(db, ST_INTEG_FAILED, 6, params, &res);
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_status_counts(struct db *db, void (*fn)(const char *status, long long n,
+    void *arg), void *arg)
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, ST_STATUS_COUNTS, 0, NULL, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	for (int row = 0; row < PQntuples(res); row++)
+		fn(PQgetvalue(res, row, 0), ll_col(res, row, 1), arg);
+	PQclear(res);
+	return DB_OK;
+}

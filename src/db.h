@@ -1,0 +1,180 @@
+/*
+ * The store: every SQL statement of sfconnect lives in db.c, as a prepared
+ * statement with parameters. One connection per process, reconnected on
+ * demand. Functions return a db_rc; DB_UNAVAILABLE means the connection
+ * is gone (the caller answers 503), DB_ERROR anything else unexpected.
+ */
+#ifndef SFC_DB_H
+#define SFC_DB_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "app.h"
+
+struct cJSON;
+
+enum db_rc {
+	DB_OK = 0,
+	DB_NOTFOUND = 1,
+	DB_CONFLICT = 2,
+	DB_ERROR = -1,
+	DB_UNAVAILABLE = -2,
+	DB_LOCK_TIMEOUT = -3,
+};
+
+struct integration {
+	long long	 org_id;
+	char		 org_slug[64];
+	char		 status[16];
+	char		 sf_org_id[19];
+	char		 sf_user_id[19];
+	char		 sf_username[256];
+	char		 sf_display_name[256];
+	char		 instance_url[256];
+	char		 environment[16];
+	char		 login_host[256];
+	char		 connected_by[128];
+	char		 previous_sf_org_id[19];
+	char		*access_token_enc;	/* owned, NULL when none */
+	char		*refresh_token_enc;	/* owned, NULL when none */
+	long long	 token_generation;
+	time_t		 issued_at;		/* 0 = null, as for every time_t here */
+	time_t		 connected_at;
+	time_t		 last_refreshed_at;
+	time_t		 last_checked_at;
+	char		 last_error_kind[16];	/* "" = no last error */
+	char		 last_error_code[64];
+	char		 last_error_message[256];
+	time_t		 last_error_at;
+	int		 failure_count;
+	time_t		 next_retry_at;
+};
+
+struct db;
+
+/* Connects, or returns NULL with err. Caller owns the db (db_close). */
+struct db	*db_open(const char *conninfo, char *err, size_t errlen);
+/* Like db_open, but keeps the db when the server is down (db_ensure retries); NULL only on out of memory. */
+struct db	*db_new(const char *conninfo);
+void		 db_close(struct db *db);
+/* Reconnects when the connection was lost. DB_OK or DB_UNAVAILABLE. */
+enum db_rc	 db_ensure(struct db *db);
+enum db_rc	 db_ping(struct db *db);
+enum db_rc	 db_begin(struct db *db);
+enum db_rc	 db_commit(struct db *db);
+void		 db_rollback(struct db *db);
+
+/* Migrations (sfconnect-admin migrate). Prints progress to stdout. */
+enum db_rc	 db_migrate(struct db *db, char *err, size_t errlen);
+/* DB_OK when the schema is exactly this binary's. */
+enum db_rc	 db_schema_check(struct db *db, char *err, size_t errlen);
+
+/* Orgs. */
+enum db_rc	 db_org_get(struct db *db, const char *slug, struct org *org);
+/* DB_CONFLICT when the slug exists. Also makes the integration row. */
+enum db_rc	 db_org_create(struct db *db, const char *slug, const char *name,
+		    struct org *org);
+/* Appends org objects to array (slug > after, ordered by slug). */
+enum db_rc	 db_org_list(struct db *db, const char *after, int limit,
+		    struct cJSON *array);
+
+/* API keys. hash_hex is the SHA-256 hex of the key. */
+enum db_rc	 db_key_lookup(struct db *db, const char *hash_hex,
+		    struct principal *who);
+/* org_id 0 for an operator key. id gets the new key's id. */
+enum db_rc	 db_key_create(struct db *db, const char *id, long long org_id,
+		    enum role role, const char *label, const char *hash_hex,
+		    time_t *created_at);
+/* org NULL: every key. Appends key objects (no hashes) to array. */
+enum db_rc	 db_key_list(struct db *db, const char *org, struct cJSON *array);
+/* DB_NOTFOUND when no such key; revoking twice is DB_OK. */
+enum db_rc	 db_key_revoke(struct db *db, const char *id);
+
+/* Integrations. */
+enum db_rc	 db_integration_get(struct db *db, long long org_id,
+		    struct integration *integ);
+/* Frees the owned strings of integ (not integ itself). */
+void		 db_integration_clear(struct integration *integ);
+/*
+ * Lists integrations ordered by org slug after cursor (NULL: from the
+ * start), status filter NULL for all. Calls fn for each; *n gets the count.
+ */
+enum db_rc	 db_integration_list(struct db *db, const char *status,
+		    const char *after, int limit,
+		    void (*fn)(const struct integration *, void *), void *arg,
+		    int *n);
+
+/* Must run inside db_begin(): locks the row (waiting at most lock_timeout_ms: then DB_LOCK_TIMEOUT). */
+enum db_rc	 db_integration_lock(struct db *db, long long org_id,
+		    long lock_timeout_ms, struct integration *integ);
+
+/* What a successful connect stores (tokens already sealed). */
+struct connection {
+	const char	*sf_org_id, *sf_user_id, *username, *display_name;
+	const char	*instance_url, *environment, *login_host;
+	const char	*access_enc, *refresh_enc, *connected_by;
+	long long	 issued_at_ms;
+};
+/* Status connected with c; keeps the replaced OrgID as previous when it changes. */
+enum db_rc	 db_integration_connect(struct db *db, long long org_id,
+		    const struct connection *c);
+/* Status disconnected: tokens and connection fields cleared, OrgID kept as previous. */
+enum db_rc	 db_integration_disconnect(struct db *db, long long org_id);
+
+/* The database's clock, as epoch seconds with a fraction (text). */
+enum db_rc	 db_now(struct db *db, char out[32]);
+/*
+ * Inside db_begin(): locks up to limit integrations whose status is in
+ * statuses (a PostgreSQL array literal such as "{connected,degraded}") and
+ * whose last check is before cutoff (epoch text) -- or, with due_retries,
+ * degraded ones whose next_retry_at has come -- skipping rows locked
+ * elsewhere. Fills out[0..*n-1] (caller clears each).
+ */
+enum db_rc	 db_integration_claim(struct db *db, const char *statuses,
+		    const char *cutoff, bool due_retries, int limit,
+		    struct integration *out, int *n);
+/* A successful refresh: refresh_enc NULL keeps the stored one. *generation gets the new generation. */
+enum db_rc	 db_integration_refreshed(struct db *db, long long org_id,
+		    const char *access_enc, const char *refresh_enc,
+		    const char *instance_url, long long issued_at_ms,
+		    long long *generation);
+/* A failed refresh: status degraded (retry after retry_s) or invalid. */
+enum db_rc	 db_integration_failed(struct db *db, long long org_id,
+		    const char *status, const char *kind, const char *code,
+		    const char *message, double retry_s);
+
+/* One-time OAuth states: only the SHA-256 of a state is stored. */
+struct oauth_state {
+	long long	 org_id;
+	char		*verifier_enc;	/* owned */
+	char		 environment[16];
+	char		 login_host[256];
+	char		 return_to[1024];
+	bool		 allow_org_change;
+	char		 actor[128];
+	char		 state_hash[65];	/* set by the caller */
+};
+enum db_rc	 db_state_create(struct db *db, const char *state_hash,
+		    long long org_id, const char *verifier_enc,
+		    const char *environment, const char *login_host,
+		    const char *return_to, bool allow_org_change,
+		    const char *actor, int ttl_s, time_t *expires_at);
+/* Deletes and returns the state; DB_NOTFOUND when unknown or expired. */
+enum db_rc	 db_state_consume(struct db *db, const char *state_hash,
+		    struct oauth_state *st);
+void		 db_state_clear(struct oauth_state *st);
+
+/* Calls fn with the number of integrations in each status. */
+enum db_rc	 db_status_counts(struct db *db,
+		    void (*fn)(const char *status, long long n, void *arg),
+		    void *arg);
+
+/* Audit log. detail is a JSON object text (never a secret). */
+enum db_rc	 db_audit_add(struct db *db, long long org_id, const char *actor,
+		    const char *action, const char *detail_json);
+/* Appends {"at","actor","action","detail"} newest first. */
+enum db_rc	 db_audit_list(struct db *db, long long org_id, int limit,
+		    struct cJSON *array);
+
+#endif

@@ -1,0 +1,15 @@
+/* The FastCGI edge: the only module that knows libfcgi. */
+#ifndef SFC_FCGI_H
+#define SFC_FCGI_H
+
+#include <signal.h>
+
+struct app;
+
+/*
+ * Accepts and answers requests on listen_fd until *stop is set or accept
+ * fails. Returns 0 on a clean stop, -1 on error.
+ */
+int	fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop);
+
+#endif

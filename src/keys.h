@@ -1,0 +1,19 @@
+/* API keys: minted here, stored as SHA-256 hashes only. */
+#ifndef SFC_KEYS_H
+#define SFC_KEYS_H
+
+#include "db.h"
+
+struct new_key {
+	char	 id[40];
+	char	 key[64];	/* shown once, never stored */
+	time_t	 created_at;
+};
+
+/* Mints and stores a key; org_id 0 for an operator key. A db_rc. */
+int	keys_mint(struct db *db, long long org_id, enum role role,
+	    const char *label, struct new_key *out);
+/* Wipes the key text. */
+void	keys_wipe(struct new_key *k);
+
+#endif

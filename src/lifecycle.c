@@ -1,0 +1,509 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "lifecycle.h"
+#include "log.h"
+
+#define FORCE_MIN_AGE_S		5
+#define BACKOFF_BASE_S		30.0
+#define BACKOFF_MAX_S		3600.0
+#define ROTATED_WRITE_TRIES	5
+
+void
+lc_token_clear(struct lc_token *t)
+{
+	crypto_free_secret(t->access_token);
+	t->access_token = NULL;
+}
+
+static void
+aad_for(char *out, size_t outlen, long long org_id, const char *column)
+{
+	snprintf(out, outlen, "org:%lld:%s", org_id, column);
+}
+
+static char *
+open_column(struct app *app, long long org_id, const char *column,
+    const char *sealed)
+{
+	char	 aad[128];
+
+	if (sealed == NULL)
+		return NULL;
+	aad_for(aad, sizeof(aad), org_id, column);
+	return crypto_open(app->keyring, aad, sealed);
+}
+
+static bool
+needs_refresh(const struct app *app, const struct integration *integ,
+    bool force, long long generation)
+{
+	time_t	 age = time(NULL) - integ->last_refreshed_at;
+
+	if (integ->access_token_enc == NULL || integ->last_refreshed_at == 0)
+		return true;
+	if (!force && strcmp(integ->status, "degraded") == 0 &&
+	    integ->next_retry_at > time(NULL))
+		return false;	/* backing off: the stored token is the best we have */
+	if (!force)
+		return age >= app->cfg->access_token_max_age_s;
+	if (generation >= 0)
+		return integ->token_generation == generation;
+	return age >= FORCE_MIN_AGE_S;
+}
+
+/* Exponential backoff with jitter for the n-th consecutive failure. */
+static double
+backoff_s(int failures)
+{
+	double	 d = BACKOFF_BASE_S;
+	unsigned char r;
+
+	for (int i = 0; i < failures && d < BACKOFF_MAX_S; i++)
+		d *= 2;
+	if (d > BACKOFF_MAX_S)
+		d = BACKOFF_MAX_S;
+	if (crypto_random(&r, 1) == -1)
+		r = 128;
+	return d * (0.5 + r / 510.0);
+}
+
+/* Audits a status change; the webhook outbox hangs off this point. */
+static void
+record_transition(struct app *app, const struct integration *before,
+    const char *after, const char *actor, const struct sf_error *err)
+{
+	char		 detail[512];
+	const char	*type;
+
+	if (strcmp(before->status, after) == 0)
+		return;
+	if (strcmp(after, "connected") == 0)
+		type = "integration.recovered";
+	else if (strcmp(after, "degraded") == 0)
+		type = "integration.degraded";
+	else
+		type = "integration.invalid";
+	snprintf(detail, sizeof(detail), "{\"from\":\"%s\",\"to\":\"%s\","
+	    "\"salesforce_org_id\":\"%s\",\"error\":\"%s\"}", before->status,
+	    after, before->sf_org_id, err != NULL ? err->code : "");
+	(void)db_audit_add(app->db, before->org_id, actor, type, detail);
+	log_info(type, "org %s: %s -> %s%s%s", before->org_slug, before->status,
+	    after, err ? ": " : "", err ? err->code : "");
+}
+
+/*
+ * Writes a successful refresh of integ (row locked by the caller's
+ * transaction). *generation gets the new generation. A db_rc.
+ */
+static int
+write_refreshed(struct app *app, const struct integration *integ,
+    const struct sf_token *tok, long long *generation)
+{
+	char	 aad[128], *access_enc = NULL, *refresh_enc = NULL;
+	int	 rc = DB_ERROR;
+
+	aad_for(aad, sizeof(aad), integ->org_id, "access_token");
+	if ((access_enc = crypto_seal(app->keyring, aad, tok->access_token)) == NULL)
+		goto out;
+	if (tok->refresh_token != NULL) {
+		aad_for(aad, sizeof(aad), integ->org_id, "refresh_token");
+		if ((refresh_enc = crypto_seal(app->keyring, aad,
+		    tok->refresh_token)) == NULL)
+			goto out;
+	}
+	rc = db_integration_refreshed(app->db, integ->org_id, access_enc,
+	    refresh_enc, tok->instance_url, tok->issued_at_ms, generation);
+out:
+	free(access_enc);
+	free(refresh_enc);
+	return rc;
+}
+
+/*
+ * Salesforce rotated the refresh token but the write failed: the old one
+ * is dead, so write the new one again, outside the failed transaction,
+ * while it is still in memory.
+ */
+static int
+save_rotated(struct app *app, const struct integration *integ,
+    const struct sf_token *tok, long long *generation)
+{
+	int	 rc = DB_ERROR;
+
+	for (int attempt = 1; attempt <= ROTATED_WRITE_TRIES; attempt++) {
+		db_rollback(app->db);
+		usleep((useconds_t)attempt * 200 * 1000);
+		if (db_ensure(app->db) != DB_OK)
+			continue;
+		if ((rc = db_begin(app->db)) == DB_OK &&
+		    (rc = write_refreshed(app, integ, tok, generation)) == DB_OK &&
+		    (rc = db_commit(app->db)) == DB_OK) {
+			log_warn("rotated_token_saved", "org %s: rotated refresh "
+			    "token stored on attempt %d", integ->org_slug, attempt);
+			return DB_OK;
+		}
+	}
+	db_rollback(app->db);
+	log_error("rotated_token_lost", "org %s: could not store the rotated "
+	    "refresh token", integ->org_slug);
+	return rc;
+}
+
+/* Maps a failed refresh to the stored status; NULL for "leave as is". */
+static const char *
+failure_status(const struct sf_error *err, const char **kind)
+{
+	switch (err->kind) {
+	case SF_INVALID:
+		*kind = "invalid";
+		return "invalid";
+	case SF_CONFIG:
+		*kind = "config";
+		return "degraded";
+	default:
+		*kind = "transient";
+		return "degraded";
+	}
+}
+
+/*
+ * Writes the outcome of one refresh of integ inside the caller's
+ * transaction. *status gets the stored status afterwards. A db_rc.
+ */
+static int
+apply_outcome(struct app *app, const struct integration *integ,
+    const struct sf_refresh_job *job, const char *actor, const char **status,
+    long long *generation)
+{
+	const char	*kind, *next;
+	int		 rc;
+
+	if (job->rc == 0) {
+		if ((rc = write_refreshed(app, integ, &job->token, generation)) != DB_OK)
+			return rc;
+		record_transition(app, integ, "connected", actor, NULL);
+		*status = "connected";
+		return DB_OK;
+	}
+	next = failure_status(&job->err, &kind);
+	rc = db_integration_failed(app->db, integ->org_id, next, kind,
+	    job->err.code, job->err.message, backoff_s(integ->failure_count));
+	if (rc != DB_OK)
+		return rc;
+	record_transition(app, integ, next, actor, &job->err);
+	*status = next;
+	return DB_OK;
+}
+
+static bool
+already_processing(const struct sf_refresh_job *job)
+{
+	return job->rc != 0 &&
+	    strcmp(job->err.message, "token request is already being processed") == 0;
+}
+
+/* Runs the refresh of job, retrying once after "already being processed". */
+static void
+refresh_one(struct app *app, struct sf_refresh_job *job)
+{
+	job->rc = sf_refresh(app->sf, job->login_base, job->refresh_token,
+	    &job->token, &job->err);
+	if (already_processing(job)) {
+		usleep(500 * 1000);
+		job->rc = sf_refresh(app->sf, job->login_base,
+		    job->refresh_token, &job->token, &job->err);
+	}
+}
+
+static void
+job_failed(struct sf_refresh_job *job, const char *code, const char *message)
+{
+	job->rc = -1;
+	job->err.kind = SF_CONFIG;
+	snprintf(job->err.code, sizeof(job->err.code), "%s", code);
+	snprintf(job->err.message, sizeof(job->err.message), "%s", message);
+}
+
+static enum lc_rc
+lc_from_db(int rc)
+{
+	return rc == DB_UNAVAILABLE || rc == DB_LOCK_TIMEOUT ?
+	    LC_DB_UNAVAILABLE : LC_INTERNAL;
+}
+
+/* Fills out from a stored integration (decrypting its access token). */
+static enum lc_rc
+token_from_row(struct app *app, const struct integration *integ,
+    struct lc_token *out)
+{
+	out->access_token = open_column(app, integ->org_id, "access_token",
+	    integ->access_token_enc);
+	if (out->access_token == NULL)
+		return LC_INTERNAL;
+	snprintf(out->instance_url, sizeof(out->instance_url), "%s",
+	    integ->instance_url);
+	snprintf(out->sf_org_id, sizeof(out->sf_org_id), "%s", integ->sf_org_id);
+	out->issued_at_ms = (long long)integ->issued_at * 1000;
+	out->generation = integ->token_generation;
+	return LC_OK;
+}
+
+/*
+ * With integ's row locked: refreshes, writes the outcome and commits.
+ * job is filled (caller clears job->token). *status and *generation get
+ * the outcome. An lc_rc for the database side only.
+ */
+static enum lc_rc
+refresh_locked(struct app *app, const struct integration *integ,
+    const char *actor, struct sf_refresh_job *job, const char **status,
+    long long *generation)
+{
+	char	*refresh = NULL;
+	int	 rc;
+
+	memset(job, 0, sizeof(*job));
+	job->login_base = integ->login_host;
+	refresh = open_column(app, integ->org_id, "refresh_token",
+	    integ->refresh_token_enc);
+	if (refresh == NULL)
+		job_failed(job, "token_key", "the stored refresh token cannot be "
+		    "decrypted with the configured keys");
+	else {
+		job->refresh_token = refresh;
+		refresh_one(app, job);
+	}
+	rc = apply_outcome(app, integ, job, actor, status, generation);
+	if (rc == DB_OK)
+		rc = db_commit(app->db);
+	if (rc != DB_OK && job->rc == 0 && job->token.refresh_token != NULL)
+		rc = save_rotated(app, integ, &job->token, generation);
+	db_rollback(app->db);
+	crypto_free_secret(refresh);
+	job->refresh_token = NULL;
+	return rc == DB_OK ? LC_OK : lc_from_db(rc);
+}
+
+enum lc_rc
+lc_token(struct app *app, long long org_id, const char *actor, bool force,
+    long long generation, struct lc_token *out, struct sf_error *err)
+{
+	struct integration	 integ = { .org_id = 0 };
+	struct sf_refresh_job	 job = { .rc = 0 };
+	const char		*status = NULL;
+	enum lc_rc		 lrc;
+	int			 rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(err, 0, sizeof(*err));
+	if ((rc = db_integration_get(app->db, org_id, &integ)) != DB_OK)
+		return lc_from_db(rc);
+	if (strcmp(integ.status, "disconnected") == 0 ||
+	    strcmp(integ.status, "invalid") == 0 ||
+	    !needs_refresh(app, &integ, force, generation)) {
+		lrc = strcmp(integ.status, "disconnected") == 0 ? LC_NOT_CONNECTED :
+		    strcmp(integ.status, "invalid") == 0 ? LC_INVALID :
+		    token_from_row(app, &integ, out);
+		goto out;
+	}
+	db_integration_clear(&integ);
+
+	/* Single flight: whoever holds the row refreshes; the others re-read. */
+	if ((rc = db_begin(app->db)) != DB_OK ||
+	    (rc = db_integration_lock(app->db, org_id,
+	    app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK) {
+		db_rollback(app->db);
+		lrc = lc_from_db(rc);
+		goto out;
+	}
+	if (strcmp(integ.status, "disconnected") == 0 ||
+	    strcmp(integ.status, "invalid") == 0 ||
+	    !needs_refresh(app, &integ, force, generation)) {
+		db_rollback(app->db);
+		lrc = strcmp(integ.status, "disconnected") == 0 ? LC_NOT_CONNECTED :
+		    strcmp(integ.status, "invalid") == 0 ? LC_INVALID :
+		    token_from_row(app, &integ, out);
+		goto out;
+	}
+	if ((lrc = refresh_locked(app, &integ, actor, &job, &status,
+	    &out->generation)) != LC_OK)
+		goto out;
+	if (job.rc == 0) {
+		out->access_token = job.token.access_token;
+		job.token.access_token = NULL;
+		snprintf(out->instance_url, sizeof(out->instance_url), "%s",
+		    job.token.instance_url);
+		snprintf(out->sf_org_id, sizeof(out->sf_org_id), "%s",
+		    integ.sf_org_id);
+		out->issued_at_ms = job.token.issued_at_ms;
+		goto out;
+	}
+	*err = job.err;
+	if (strcmp(status, "invalid") == 0)
+		lrc = LC_INVALID;
+	else if (!force && integ.access_token_enc != NULL)
+		lrc = token_from_row(app, &integ, out);	/* still usable, likely */
+	else
+		lrc = job.err.kind == SF_CONFIG ? LC_SF_CONFIG : LC_SF_UNAVAILABLE;
+out:
+	sf_token_clear(&job.token);
+	db_integration_clear(&integ);
+	if (lrc != LC_OK)
+		lc_token_clear(out);
+	return lrc;
+}
+
+enum lc_rc
+lc_check(struct app *app, long long org_id, const char *actor)
+{
+	struct integration	 integ = { .org_id = 0 };
+	struct sf_refresh_job	 job = { .rc = 0 };
+	const char		*status;
+	long long		 generation;
+	enum lc_rc		 lrc;
+	int			 rc;
+
+	if ((rc = db_begin(app->db)) != DB_OK ||
+	    (rc = db_integration_lock(app->db, org_id,
+	    app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK) {
+		db_rollback(app->db);
+		return lc_from_db(rc);
+	}
+	if (strcmp(integ.status, "disconnected") == 0) {
+		db_rollback(app->db);
+		db_integration_clear(&integ);
+		return LC_NOT_CONNECTED;
+	}
+	lrc = refresh_locked(app, &integ, actor, &job, &status, &generation);
+	sf_token_clear(&job.token);
+	db_integration_clear(&integ);
+	return lrc;
+}
+
+static void
+count_status(struct lc_counts *counts, const char *status)
+{
+	counts->checked++;
+	if (strcmp(status, "connected") == 0)
+		counts->connected++;
+	else if (strcmp(status, "degraded") == 0)
+		counts->degraded++;
+	else
+		counts->invalid++;
+}
+
+struct batch {
+	struct integration	*rows;
+	struct sf_refresh_job	*jobs;
+	char			**refresh;
+	const char		**status;
+	int			 n;
+};
+
+static void
+batch_free(struct batch *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		crypto_free_secret(b->refresh[i]);
+		sf_token_clear(&b->jobs[i].token);
+		db_integration_clear(&b->rows[i]);
+	}
+	free(b->rows);
+	free(b->jobs);
+	free(b->refresh);
+	free(b->status);
+}
+
+/* Refreshes the claimed rows of b concurrently and writes each outcome. */
+static int
+refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
+{
+	long long	 generation;
+	int		 rc = DB_OK;
+
+	for (int i = 0; i < b->n; i++) {
+		b->jobs[i].login_base = b->rows[i].login_host;
+		b->refresh[i] = open_column(app, b->rows[i].org_id,
+		    "refresh_token", b->rows[i].refresh_token_enc);
+		b->jobs[i].refresh_token = b->refresh[i];
+		if (b->refresh[i] == NULL)
+			job_failed(&b->jobs[i], "token_key", "the stored refresh "
+			    "token cannot be decrypted with the configured keys");
+	}
+	sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
+	for (int i = 0; i < b->n; i++) {
+		if (already_processing(&b->jobs[i])) {
+			sf_token_clear(&b->jobs[i].token);
+			refresh_one(app, &b->jobs[i]);
+		}
+		b->status[i] = b->rows[i].status;
+		if (rc == DB_OK)
+			rc = apply_outcome(app, &b->rows[i], &b->jobs[i], actor,
+			    &b->status[i], &generation);
+	}
+	if (rc == DB_OK)
+		rc = db_commit(app->db);
+	if (rc != DB_OK)
+		for (int i = 0; i < b->n; i++)
+			if (b->jobs[i].rc == 0 && b->jobs[i].token.refresh_token)
+				(void)save_rotated(app, &b->rows[i],
+				    &b->jobs[i].token, &generation);
+	return rc;
+}
+
+/*
+ * Claims one batch and refreshes it. *n gets the batch size (0: nothing
+ * left). A db_rc.
+ */
+static int
+check_batch(struct app *app, const char *statuses, const char *cutoff,
+    bool due_retries, const char *actor, struct lc_counts *counts, int *n)
+{
+	struct batch	 b = { .n = 0 };
+	int		 limit = (int)app->cfg->check_concurrency, rc;
+
+	*n = 0;
+	b.rows = calloc((size_t)limit, sizeof(*b.rows));
+	b.jobs = calloc((size_t)limit, sizeof(*b.jobs));
+	b.refresh = calloc((size_t)limit, sizeof(*b.refresh));
+	b.status = calloc((size_t)limit, sizeof(*b.status));
+	if (b.rows == NULL || b.jobs == NULL || b.refresh == NULL ||
+	    b.status == NULL) {
+		rc = DB_ERROR;
+		goto out;
+	}
+	if ((rc = db_begin(app->db)) != DB_OK ||
+	    (rc = db_integration_claim(app->db, statuses, cutoff, due_retries,
+	    limit, b.rows, &b.n)) != DB_OK || b.n == 0)
+		goto out;
+	rc = refresh_batch(app, &b, actor, limit);
+	if (rc == DB_OK)
+		for (int i = 0; i < b.n; i++)
+			count_status(counts, b.status[i]);
+	*n = b.n;
+out:
+	db_rollback(app->db);
+	batch_free(&b);
+	return rc;
+}
+
+int
+lc_check_due(struct app *app, const char *statuses, long older_than_s,
+    bool due_retries, const char *actor, struct lc_counts *counts)
+{
+	char	 now[32], cutoff[48];
+	int	 rc, n;
+
+	if ((rc = db_now(app->db, now)) != DB_OK)
+		return rc;
+	snprintf(cutoff, sizeof(cutoff), "%.6f", atof(now) - (double)older_than_s);
+	do {
+		rc = check_batch(app, statuses, cutoff, due_retries, actor,
+		    counts, &n);
+	} while (rc == DB_OK && n > 0);
+	return rc;
+}

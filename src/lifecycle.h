@@ -1,0 +1,62 @@
+/*
+ * The token lifecycle: single-flight refreshes under the org's row lock,
+ * outcome handling (connected / degraded / invalid), bulk and periodic
+ * checks. The rules are DESIGN.md's "Token lifecycle rules".
+ */
+#ifndef SFC_LIFECYCLE_H
+#define SFC_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "app.h"
+#include "db.h"
+#include "sf.h"
+
+enum lc_rc {
+	LC_OK = 0,
+	LC_NOT_CONNECTED,	/* disconnected: nothing stored */
+	LC_INVALID,		/* the customer must reconnect */
+	LC_SF_UNAVAILABLE,	/* transient Salesforce failure and no usable token */
+	LC_SF_CONFIG,		/* our app's configuration is rejected */
+	LC_DB_UNAVAILABLE,	/* database down or the row lock timed out */
+	LC_INTERNAL,
+};
+
+struct lc_token {
+	char		*access_token;	/* owned; lc_token_clear cleanses it */
+	char		 instance_url[256];
+	long long	 issued_at_ms;
+	char		 sf_org_id[19];
+	long long	 generation;
+};
+
+struct lc_counts {
+	int	 checked, connected, degraded, invalid;
+};
+
+void	lc_token_clear(struct lc_token *t);
+
+/*
+ * The access token of org, refreshed first when older than
+ * access_token_max_age_s, or when force is set: then only if the stored
+ * generation still equals generation (>= 0), or without a generation
+ * (-1) only if the last refresh is older than 5 s. On failure err says
+ * why when Salesforce was involved.
+ */
+enum lc_rc	lc_token(struct app *app, long long org_id, const char *actor,
+		    bool force, long long generation, struct lc_token *out,
+		    struct sf_error *err);
+/* Refreshes org now (the admin's check). */
+enum lc_rc	lc_check(struct app *app, long long org_id, const char *actor);
+/*
+ * Checks, batch by batch (check_concurrency at once), every integration
+ * whose status is in statuses (e.g. "{connected,degraded}") and whose last
+ * check is older than older_than_s; with due_retries also degraded ones
+ * whose backoff has passed. Adds to *counts. A db_rc.
+ */
+int		lc_check_due(struct app *app, const char *statuses,
+		    long older_than_s, bool due_retries, const char *actor,
+		    struct lc_counts *counts);
+
+#endif

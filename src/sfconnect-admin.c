@@ -1,0 +1,287 @@
+/*
+ * sfconnect-admin: migrations, orgs and API keys from the shell. Results on
+ * stdout, errors on stderr, exit status 0 only on success.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "app.h"
+#include "cfg.h"
+#include "db.h"
+#include "keys.h"
+
+struct cmd {
+	const char	*word1, *word2;		/* word2 NULL: one-word command */
+	int		(*fn)(struct db *, int, char **);
+	const char	*usage;
+};
+
+static int cmd_migrate(struct db *, int, char **);
+static int cmd_org_create(struct db *, int, char **);
+static int cmd_org_list(struct db *, int, char **);
+static int cmd_key_create(struct db *, int, char **);
+static int cmd_key_list(struct db *, int, char **);
+static int cmd_key_revoke(struct db *, int, char **);
+
+static const struct cmd cmds[] = {
+	{ "migrate", NULL, cmd_migrate, "migrate" },
+	{ "org", "create", cmd_org_create, "org create SLUG [--name NAME]" },
+	{ "org", "list", cmd_org_list, "org list" },
+	{ "key", "create", cmd_key_create, "key create --org SLUG --role "
+	    "viewer|admin|service [--label L] | key create --role operator "
+	    "[--label L]" },
+	{ "key", "list", cmd_key_list, "key list [--org SLUG]" },
+	{ "key", "revoke", cmd_key_revoke, "key revoke ID" },
+};
+#define NCMDS	(sizeof(cmds) / sizeof(cmds[0]))
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: sfconnect-admin -c FILE COMMAND\ncommands:\n");
+	for (size_t i = 0; i < NCMDS; i++)
+		fprintf(stderr, "  %s\n", cmds[i].usage);
+	exit(2);
+}
+
+/*
+ * Reads "--name value" options from argv into values (same order as names).
+ * Returns 0, or -1 on an unknown option, a missing value or a stray word.
+ */
+static int
+get_opts(int argc, char **argv, const char *const *names, const char **values,
+    int nnames)
+{
+	for (int i = 0; i < argc; i++) {
+		int j;
+
+		for (j = 0; j < nnames; j++)
+			if (strcmp(argv[i], names[j]) == 0)
+				break;
+		if (j == nnames || i + 1 >= argc) {
+			fprintf(stderr, "sfconnect-admin: unexpected %s\n", argv[i]);
+			return -1;
+		}
+		values[j] = argv[++i];
+	}
+	return 0;
+}
+
+static int
+report_db(const char *what, int rc)
+{
+	if (rc == DB_OK)
+		return 0;
+	fprintf(stderr, "sfconnect-admin: %s: %s\n", what,
+	    rc == DB_CONFLICT ? "already exists" :
+	    rc == DB_NOTFOUND ? "not found" :
+	    rc == DB_UNAVAILABLE ? "database unavailable" : "database error");
+	return 1;
+}
+
+static int
+cmd_migrate(struct db *db, int argc, char **argv)
+{
+	char	 err[512] = "";
+
+	(void)argv;
+	if (argc != 0)
+		usage();
+	if (db_migrate(db, err, sizeof(err)) != DB_OK) {
+		fprintf(stderr, "sfconnect-admin: migrate: %s\n",
+		    err[0] ? err : "failed");
+		return 1;
+	}
+	return 0;
+}
+
+static int
+cmd_org_create(struct db *db, int argc, char **argv)
+{
+	static const char *const names[] = { "--name" };
+	const char	*values[1] = { NULL };
+	struct org	 org;
+	int		 rc;
+
+	if (argc < 1 || get_opts(argc - 1, argv + 1, names, values, 1) == -1)
+		usage();
+	if (!slug_ok(argv[0])) {
+		fprintf(stderr, "sfconnect-admin: bad slug %s: use 1 to 63 of "
+		    "a-z, 0-9 and -\n", argv[0]);
+		return 1;
+	}
+	if (values[0] != NULL && strlen(values[0]) > 200) {
+		fprintf(stderr, "sfconnect-admin: --name: at most 200 characters\n");
+		return 1;
+	}
+	rc = db_org_create(db, argv[0], values[0] ? values[0] : argv[0], &org);
+	if (report_db("org create", rc) != 0)
+		return 1;
+	printf("created org %s\n", org.slug);
+	return 0;
+}
+
+static int
+print_json_rows(cJSON *array, const char *const *fields, int nfields)
+{
+	const cJSON	*row;
+
+	cJSON_ArrayForEach(row, array) {
+		for (int i = 0; i < nfields; i++) {
+			const cJSON *v = cJSON_GetObjectItem(row, fields[i]);
+
+			printf("%s%s", i ? "\t" : "",
+			    cJSON_IsString(v) ? v->valuestring : "-");
+		}
+		printf("\n");
+	}
+	return 0;
+}
+
+static int
+cmd_org_list(struct db *db, int argc, char **argv)
+{
+	static const char *const fields[] = { "slug", "name", "created_at" };
+	cJSON	*list = cJSON_CreateArray();
+	char	 after[64] = "";
+	int	 rc, n;
+
+	(void)argv;
+	if (argc != 0)
+		usage();
+	do {
+		cJSON *page = cJSON_CreateArray();
+
+		rc = db_org_list(db, after, 500, page);
+		n = cJSON_GetArraySize(page);
+		if (rc == DB_OK && n > 0)
+			snprintf(after, sizeof(after), "%s", cJSON_GetObjectItem(
+			    cJSON_GetArrayItem(page, n - 1), "slug")->valuestring);
+		print_json_rows(page, fields, 3);
+		cJSON_Delete(page);
+	} while (rc == DB_OK && n == 500);
+	cJSON_Delete(list);
+	return report_db("org list", rc);
+}
+
+static int
+cmd_key_create(struct db *db, int argc, char **argv)
+{
+	static const char *const names[] = { "--org", "--role", "--label" };
+	const char	*values[3] = { NULL, NULL, NULL };
+	enum role	 role;
+	struct org	 org = { .id = 0 };
+	struct new_key	 key;
+	int		 rc;
+
+	if (get_opts(argc, argv, names, values, 3) == -1 || values[1] == NULL)
+		usage();
+	if (role_parse(values[1], &role) == -1) {
+		fprintf(stderr, "sfconnect-admin: --role must be viewer, admin, "
+		    "service or operator\n");
+		return 1;
+	}
+	if ((role == ROLE_OPERATOR) != (values[0] == NULL)) {
+		fprintf(stderr, "sfconnect-admin: %s\n", role == ROLE_OPERATOR ?
+		    "an operator key belongs to no org: drop --org" :
+		    "--org SLUG is required for this role");
+		return 1;
+	}
+	if (values[2] != NULL && strlen(values[2]) > 120) {
+		fprintf(stderr, "sfconnect-admin: --label: at most 120 characters\n");
+		return 1;
+	}
+	if (values[0] != NULL &&
+	    report_db("org", db_org_get(db, values[0], &org)) != 0)
+		return 1;
+	rc = keys_mint(db, org.id, role, values[2] ? values[2] : "", &key);
+	if (report_db("key create", rc) != 0)
+		return 1;
+	printf("created %s key %s%s%s (shown once): %s\n", role_name(role),
+	    key.id, values[0] ? " for org " : "", values[0] ? values[0] : "",
+	    key.key);
+	keys_wipe(&key);
+	return 0;
+}
+
+static int
+cmd_key_list(struct db *db, int argc, char **argv)
+{
+	static const char *const names[] = { "--org" };
+	static const char *const fields[] = { "id", "org", "role", "label",
+	    "created_at", "revoked_at" };
+	const char	*values[1] = { NULL };
+	cJSON		*list;
+	int		 rc;
+
+	if (get_opts(argc, argv, names, values, 1) == -1)
+		usage();
+	list = cJSON_CreateArray();
+	rc = db_key_list(db, values[0], list);
+	if (rc == DB_OK)
+		print_json_rows(list, fields, 6);
+	cJSON_Delete(list);
+	return report_db("key list", rc);
+}
+
+static int
+cmd_key_revoke(struct db *db, int argc, char **argv)
+{
+	if (argc != 1)
+		usage();
+	if (report_db("key revoke", db_key_revoke(db, argv[0])) != 0)
+		return 1;
+	printf("revoked %s\n", argv[0]);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct cfg	 cfg;
+	struct db	*db = NULL;
+	char		 err[512];
+	const char	*path = NULL;
+	const struct cmd *cmd = NULL;
+	int		 opt, rc = 1, skip;
+
+	while ((opt = getopt(argc, argv, "+c:")) != -1) {
+		if (opt != 'c')
+			usage();
+		path = optarg;
+	}
+	argc -= optind;
+	argv += optind;
+	if (path == NULL || argc < 1)
+		usage();
+	for (size_t i = 0; i < NCMDS && cmd == NULL; i++)
+		if (strcmp(argv[0], cmds[i].word1) == 0 &&
+		    (cmds[i].word2 == NULL ||
+		    (argc > 1 && strcmp(argv[1], cmds[i].word2) == 0)))
+			cmd = &cmds[i];
+	if (cmd == NULL)
+		usage();
+	skip = cmd->word2 ? 2 : 1;
+	if (cfg_load(&cfg, path, err, sizeof(err)) == -1) {
+		fprintf(stderr, "sfconnect-admin: %s\n", err);
+		goto out;
+	}
+	if ((db = db_open(cfg.database_url, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "sfconnect-admin: %s\n", err);
+		goto out;
+	}
+	if (cmd->fn != cmd_migrate &&
+	    db_schema_check(db, err, sizeof(err)) != DB_OK) {
+		fprintf(stderr, "sfconnect-admin: %s\n", err);
+		goto out;
+	}
+	rc = cmd->fn(db, argc - skip, argv + skip);
+out:
+	db_close(db);
+	cfg_free(&cfg);
+	return rc;
+}

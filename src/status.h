@@ -1,0 +1,14 @@
+/* The status object of DESIGN.md, built from a stored integration. */
+#ifndef SFC_STATUS_H
+#define SFC_STATUS_H
+
+#include <cjson/cJSON.h>
+
+#include "db.h"
+
+/* A new status object (caller owns it), NULL on out of memory. */
+cJSON	*status_object(const struct integration *integ);
+/* The banner of an integration, or NULL when it needs none. Caller owns it. */
+cJSON	*status_banner(const struct integration *integ);
+
+#endif

@@ -1,0 +1,1038 @@
+#!/usr/bin/python3
+"""fakesf: a Salesforce OAuth 2.0 simulator for sfconnect's tests.
+
+It serves, over HTTPS with a test CA made at start-up, the Salesforce OAuth
+endpoints (authorize, token, revoke, identity, userinfo, introspect) and one
+REST resource (/services/data/vNN.N/limits), plus a control API under
+/__control/ that tests use to configure it, inspect it and inject faults.
+Python 3 standard library only. See README.md next to this file.
+"""
+
+import argparse
+import base64
+import dataclasses
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+JSON_TYPE = "application/json;charset=UTF-8"
+CODE_TTL_S = 15 * 60
+MAX_RECORDED = 10000
+ID_CHECKSUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+SAN = ("DNS:localhost,DNS:login.localhost,DNS:test.localhost,"
+       "DNS:*.my.localhost,DNS:*.sandbox.my.localhost,DNS:evil.localhost,"
+       "IP:127.0.0.1")
+
+COUNT_NAMES = ("authorize", "token_code", "token_refresh", "revoke",
+               "identity", "userinfo", "introspect", "limits")
+FAULT_ENDPOINTS = COUNT_NAMES + ("token_other", "token", "any")
+FAULT_KINDS = ("status500", "delay", "malformed", "bad_signature", "drop",
+               "invalid_client", "rate_limit", "foreign_id",
+               "already_processing")
+
+# Salesforce error answers used in several places.
+EXPIRED_TOKEN = ("invalid_grant", "expired access/refresh token")
+EXPIRED_CODE = ("invalid_grant", "expired authorization code")
+ALREADY_PROCESSING = ("invalid_grant", "token request is already being processed")
+INVALID_SESSION = [{"message": "Session expired or invalid",
+                    "errorCode": "INVALID_SESSION_ID"}]
+
+
+# ---------------------------------------------------------------- helpers
+
+def sf_id18(id15):
+    """The 18-character form of a 15-character Salesforce id."""
+    if len(id15) != 15 or any(c not in ALNUM for c in id15):
+        raise ValueError("a Salesforce id has 15 or 18 letters and digits")
+    suffix = ""
+    for chunk in range(3):
+        bits = 0
+        for i, c in enumerate(id15[chunk * 5:chunk * 5 + 5]):
+            if "A" <= c <= "Z":
+                bits |= 1 << i
+        suffix += ID_CHECKSUM_CHARS[bits]
+    return id15 + suffix
+
+
+def normalize_id(value, prefix):
+    """Validate a 15- or 18-char id with the given key prefix; answer 18 chars.
+
+    "new" makes a fresh random id."""
+    if value == "new":
+        return random_id(prefix)
+    if not isinstance(value, str) or not value.startswith(prefix):
+        raise ValueError(f"id must begin with {prefix}")
+    if len(value) not in (15, 18):
+        raise ValueError("id must have 15 or 18 characters")
+    full = sf_id18(value[:15])
+    if len(value) == 18 and full != value:
+        raise ValueError(f"bad checksum in {value} (expected {full})")
+    return full
+
+
+def random_id(prefix):
+    body = "".join(secrets.choice(ALNUM) for _ in range(8))
+    return sf_id18(prefix + "0000" + body)     # prefix is a 3-char key prefix
+
+
+def sign(id_url, issued_at, secret):
+    """Salesforce's token response signature: base64(HMAC-SHA256(secret, id + issued_at))."""
+    mac = hmac.new(secret.encode(), (id_url + issued_at).encode(), hashlib.sha256)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def pkce_challenge(verifier):
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def now_ms_string():
+    return str(int(time.time() * 1000))
+
+
+def new_access_token(org_id):
+    return org_id[:15] + "!AQ" + secrets.token_urlsafe(72)
+
+
+def new_refresh_token():
+    return "5Aep861" + secrets.token_urlsafe(60) + "." + secrets.token_urlsafe(6)
+
+
+def new_code():
+    return "aPrx" + secrets.token_urlsafe(48)
+
+
+def add_query(url, params):
+    sep = "&" if "?" in url else "?"
+    return url + sep + urllib.parse.urlencode(params)
+
+
+class OAuthError(Exception):
+    """An answer `{"error","error_description"}` with an HTTP status (400)."""
+
+    def __init__(self, error, description, status=400):
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+    @classmethod
+    def of(cls, pair, status=400):
+        return cls(pair[0], pair[1], status)
+
+    def body(self):
+        return {"error": self.error, "error_description": self.description}
+
+
+class ControlError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- state
+
+@dataclass
+class Config:
+    client_id: str = "test-client-id"
+    client_secret: str = "test-client-secret"
+    org_id: str = "00D5g000004XyZaEAK"
+    user_id: str = "0055g00000AdaAdAAJ"
+    username: str = "admin@acme.example"
+    display_name: str = "Ada Admin"
+    email: str = "admin@acme.example"
+    deny: bool = False
+    rotation: bool = False
+    strict_host: bool = True      # token/revoke must go to the grant's login host
+    redirect_uris: list = field(default_factory=list)   # empty: any is allowed
+
+
+@dataclass
+class Code:
+    code: str
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    org_id: str
+    user_id: str
+    login_host: str
+    scope: str
+    expires_at: float
+
+
+@dataclass
+class Grant:
+    org_id: str
+    user_id: str
+    login_host: str
+    scope: str
+    refresh_token: str = None           # the current one (None: no offline scope)
+    revoked: bool = False
+    access_tokens: list = field(default_factory=list)
+
+
+@dataclass
+class AccessToken:
+    token: str
+    grant: Grant
+    issued_at: str
+    alive: bool = True
+
+    def valid(self):
+        return self.alive and not self.grant.revoked
+
+
+@dataclass
+class Fault:
+    kind: str
+    count: int
+    delay_ms: int
+
+
+class State:
+    """Everything the simulator knows. Callers hold self.lock around every call."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.port = 0
+        self.reset()
+
+    def reset(self):
+        self.config = Config()
+        self.instance_urls = {}        # org_id -> instance URL (else the default)
+        self.users = {}                # user_id -> {username, display_name, email}
+        self.inactive_users = set()
+        self.inactive_orgs = set()
+        self.codes = {}
+        self.grants = []
+        self.refresh_tokens = {}       # token -> (grant, "current"|"superseded")
+        self.access_tokens = {}        # token -> AccessToken
+        self.issued_access, self.issued_refresh = [], []
+        self.in_progress = set()       # refresh tokens being refreshed right now
+        self.faults = {}               # endpoint -> [Fault]
+        self.requests = []
+        self.counts = dict.fromkeys(COUNT_NAMES + ("token_other",), 0)
+        self.remember_user()
+
+    # -- configuration
+
+    def default_instance_url(self):
+        return f"https://acme.my.localhost:{self.port}"
+
+    def instance_url(self, org_id):
+        return self.instance_urls.get(org_id) or self.default_instance_url()
+
+    def remember_user(self):
+        c = self.config
+        self.users[c.user_id] = {"username": c.username, "email": c.email,
+                                 "display_name": c.display_name}
+
+    def config_view(self):
+        c = self.config
+        view = dataclasses.asdict(c)
+        view.update(instance_url=self.instance_url(c.org_id),
+                    user_active=c.user_id not in self.inactive_users,
+                    org_active=c.org_id not in self.inactive_orgs)
+        return view
+
+    def apply_config(self, body):
+        known = set(Config.__dataclass_fields__) | {"instance_url", "user_active", "org_active"}
+        unknown = set(body) - known
+        if unknown:
+            raise ControlError(f"unknown config keys: {sorted(unknown)}")
+        c = self.config
+        try:
+            org_id = normalize_id(body.get("org_id", c.org_id), "00D")
+            user_id = normalize_id(body.get("user_id", c.user_id), "005")
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        for key in ("client_id", "client_secret", "username", "display_name", "email"):
+            if key in body:
+                setattr(c, key, str(body[key]))
+        for key in ("deny", "rotation", "strict_host"):
+            if key in body:
+                setattr(c, key, bool(body[key]))
+        if "redirect_uris" in body:
+            uris = body["redirect_uris"] or []
+            if not isinstance(uris, list):
+                raise ControlError("redirect_uris must be a list")
+            c.redirect_uris = [str(u) for u in uris]
+        c.org_id, c.user_id = org_id, user_id
+        if "instance_url" in body:
+            self.instance_urls[org_id] = (body["instance_url"] or "").rstrip("/")
+        self.toggle(self.inactive_users, user_id, body.get("user_active"))
+        self.toggle(self.inactive_orgs, org_id, body.get("org_active"))
+        self.remember_user()
+        return self.config_view()
+
+    @staticmethod
+    def toggle(inactive, key, active):
+        if active is True:
+            inactive.discard(key)
+        elif active is False:
+            inactive.add(key)
+
+    def check_client(self, client_id, client_secret):
+        c = self.config
+        if client_id != c.client_id:
+            raise OAuthError("invalid_client_id", "client identifier invalid")
+        if client_secret is None or not hmac.compare_digest(client_secret, c.client_secret):
+            raise OAuthError("invalid_client", "invalid client credentials")
+
+    # -- faults, counts, recording
+
+    def push_fault(self, endpoint, kind, count, delay_ms):
+        self.faults.setdefault(endpoint, []).append(Fault(kind, count, delay_ms))
+
+    def pop_fault(self, endpoint):
+        names = [endpoint, "any"]
+        if endpoint.startswith("token_"):
+            names.insert(1, "token")
+        for name in names:
+            queue = self.faults.get(name)
+            if queue:
+                fault = queue[0]
+                fault.count -= 1
+                if fault.count <= 0:
+                    queue.pop(0)
+                return fault
+        return None
+
+    def record(self, entry):
+        self.counts[entry["endpoint"]] = self.counts.get(entry["endpoint"], 0) + 1
+        self.requests.append(entry)
+        del self.requests[:-MAX_RECORDED]
+
+    # -- tokens
+
+    def issue_access(self, grant):
+        token = new_access_token(grant.org_id)
+        at = AccessToken(token, grant, now_ms_string())
+        self.access_tokens[token] = at
+        grant.access_tokens.append(at)
+        self.issued_access.append(token)
+        return at
+
+    def issue_refresh(self, grant):
+        token = new_refresh_token()
+        if grant.refresh_token:
+            old_grant, _ = self.refresh_tokens[grant.refresh_token]
+            self.refresh_tokens[grant.refresh_token] = (old_grant, "superseded")
+        grant.refresh_token = token
+        self.refresh_tokens[token] = (grant, "current")
+        self.issued_refresh.append(token)
+        return token
+
+    def revoke_grant(self, grant):
+        was = not grant.revoked
+        grant.revoked = True
+        for at in grant.access_tokens:
+            at.alive = False
+        return was
+
+    def valid_access(self, token):
+        at = self.access_tokens.get(token or "")
+        return at if at and at.valid() else None
+
+    def token_response(self, grant, at, refresh_token, fault, server_port):
+        id_url = f"{grant.login_host}/id/{grant.org_id}/{grant.user_id}"
+        if fault and fault.kind == "foreign_id":
+            id_url = f"https://evil.localhost:{server_port}/id/{grant.org_id}/{grant.user_id}"
+        secret = self.config.client_secret
+        if fault and fault.kind == "bad_signature":
+            secret = "not-the-" + secret
+        body = {"access_token": at.token}
+        if refresh_token:
+            body["refresh_token"] = refresh_token
+        body.update(signature=sign(id_url, at.issued_at, secret), scope=grant.scope,
+                    instance_url=self.instance_url(grant.org_id), id=id_url,
+                    token_type="Bearer", issued_at=at.issued_at)
+        return body
+
+    # -- OAuth flows (each called with the lock held)
+
+    def authorize(self, q, login_host):
+        """Answer the Location of the redirect (a code or access_denied)."""
+        c = self.config
+        if q.get("response_type") != "code":
+            raise OAuthError("unsupported_response_type", "response type not supported")
+        if q.get("client_id") != c.client_id:
+            raise OAuthError("invalid_client_id", "client identifier invalid")
+        redirect_uri = q.get("redirect_uri", "")
+        if not redirect_uri or (c.redirect_uris and redirect_uri not in c.redirect_uris):
+            raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
+        if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
+            raise OAuthError("invalid_request", "code_challenge with code_challenge_method=S256 is required")
+        state = {"state": q["state"]} if "state" in q else {}
+        if c.deny or c.user_id in self.inactive_users or c.org_id in self.inactive_orgs:
+            return add_query(redirect_uri, {"error": "access_denied",
+                                            "error_description": "end-user denied authorization",
+                                            **state})
+        code = Code(new_code(), c.client_id, redirect_uri, q["code_challenge"], c.org_id,
+                    c.user_id, login_host, q.get("scope") or "api id refresh_token",
+                    time.time() + CODE_TTL_S)
+        self.codes[code.code] = code
+        return add_query(redirect_uri, {"code": code.code, **state})
+
+    def exchange_code(self, form, client, login_host, fault, server_port):
+        self.check_client(*client)
+        code = self.codes.pop(form.get("code", ""), None)   # single use, whatever happens
+        if (code is None or code.expires_at < time.time() or code.client_id != client[0]
+                or (self.config.strict_host and code.login_host != login_host)):
+            raise OAuthError.of(EXPIRED_CODE)
+        if form.get("redirect_uri") != code.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri mismatch")
+        verifier = form.get("code_verifier")
+        if not verifier:
+            raise OAuthError("invalid_grant", "invalid code verifier")
+        if not hmac.compare_digest(pkce_challenge(verifier), code.challenge):
+            raise OAuthError("invalid_request", "invalid code verifier")
+        grant = Grant(code.org_id, code.user_id, code.login_host, code.scope)
+        self.grants.append(grant)
+        scopes = code.scope.split()
+        refresh = None
+        if "refresh_token" in scopes or "offline_access" in scopes:
+            refresh = self.issue_refresh(grant)
+        at = self.issue_access(grant)
+        return self.token_response(grant, at, refresh, fault, server_port)
+
+    def begin_refresh(self, form, client):
+        """Checks done before the (possibly delayed) refresh; marks it in progress."""
+        self.check_client(*client)
+        token = form.get("refresh_token", "")
+        if token in self.in_progress:
+            raise OAuthError.of(ALREADY_PROCESSING)
+        self.in_progress.add(token)
+        return token
+
+    def finish_refresh(self, token, login_host, fault, server_port):
+        grant, status = self.refresh_tokens.get(token, (None, None))
+        if grant is None or grant.revoked:
+            raise OAuthError.of(EXPIRED_TOKEN)
+        if self.config.strict_host and grant.login_host != login_host:
+            raise OAuthError.of(EXPIRED_TOKEN)
+        if status == "superseded":          # reuse of a rotated token: kill the grant
+            self.revoke_grant(grant)
+            raise OAuthError.of(EXPIRED_TOKEN)
+        if grant.org_id in self.inactive_orgs:
+            raise OAuthError("inactive_org", "organization is locked, closed, or suspended")
+        if grant.user_id in self.inactive_users:
+            raise OAuthError("invalid_grant", "authentication failure")
+        rotated = self.issue_refresh(grant) if self.config.rotation else None
+        at = self.issue_access(grant)
+        return self.token_response(grant, at, rotated, fault, server_port)
+
+    def revoke(self, token, login_host):
+        strict = self.config.strict_host
+        entry = self.refresh_tokens.get(token)
+        if entry and entry[1] == "current" and not entry[0].revoked:
+            if strict and entry[0].login_host != login_host:
+                raise OAuthError("invalid_token", "invalid token")
+            self.revoke_grant(entry[0])
+            return
+        at = self.valid_access(token)
+        if at and not (strict and at.grant.login_host != login_host):
+            at.alive = False
+            return
+        raise OAuthError("invalid_token", "invalid token")
+
+    def introspect(self, token, client):
+        self.check_client(*client)
+        at = self.valid_access(token)
+        entry = self.refresh_tokens.get(token)
+        if at:
+            grant, kind, iat = at.grant, "access_token", int(at.issued_at) // 1000
+        elif entry and entry[1] == "current" and not entry[0].revoked:
+            grant, kind, iat = entry[0], "refresh_token", None
+        else:
+            return {"active": False}
+        user = self.users.get(grant.user_id, {})
+        body = {"active": True, "scope": grant.scope, "client_id": self.config.client_id,
+                "username": user.get("username"), "token_type": kind,
+                "sub": f"{grant.login_host}/id/{grant.org_id}/{grant.user_id}"}
+        if iat:
+            body.update(iat=iat, nbf=iat, exp=iat + 7200)
+        return body
+
+    # -- identity
+
+    def identity(self, at, org_id, user_id):
+        grant = at.grant
+        if (org_id, user_id) != (grant.org_id, grant.user_id):
+            return None
+        user = self.users.get(user_id, {})
+        inst = self.instance_url(org_id)
+        org15 = org_id[:15]
+        name = user.get("display_name", "")
+        first, _, last = name.partition(" ")
+        return {
+            "id": f"{grant.login_host}/id/{org_id}/{user_id}",
+            "asserted_user": True, "user_id": user_id, "organization_id": org_id,
+            "username": user.get("username"), "nick_name": (user.get("username") or "").split("@")[0],
+            "display_name": name, "email": user.get("email"), "email_verified": True,
+            "first_name": first, "last_name": last or first, "timezone": "America/Los_Angeles",
+            "photos": {"picture": f"{inst}/profilephoto/005/F",
+                       "thumbnail": f"{inst}/profilephoto/005/T"},
+            "addr_street": None, "addr_city": None, "addr_state": None,
+            "addr_country": "US", "addr_zip": None,
+            "mobile_phone": None, "mobile_phone_verified": False,
+            "is_lightning_login_user": False,
+            "status": {"created_date": None, "body": None},
+            "urls": {
+                "enterprise": f"{inst}/services/Soap/c/{{version}}/{org15}",
+                "metadata": f"{inst}/services/Soap/m/{{version}}/{org15}",
+                "partner": f"{inst}/services/Soap/u/{{version}}/{org15}",
+                "rest": f"{inst}/services/data/v{{version}}/",
+                "sobjects": f"{inst}/services/data/v{{version}}/sobjects/",
+                "search": f"{inst}/services/data/v{{version}}/search/",
+                "query": f"{inst}/services/data/v{{version}}/query/",
+                "recent": f"{inst}/services/data/v{{version}}/recent/",
+                "tooling_soap": f"{inst}/services/Soap/T/{{version}}/{org15}",
+                "tooling_rest": f"{inst}/services/data/v{{version}}/tooling/",
+                "profile": f"{inst}/{user_id}",
+                "custom_domain": inst,
+            },
+            "active": user_id not in self.inactive_users,
+            "user_type": "STANDARD", "language": "en_US", "locale": "en_US",
+            "utcOffset": -28800000, "last_modified_date": "2024-01-15T10:20:30Z",
+            "is_app_installed": True,
+        }
+
+    def userinfo(self, at):
+        ident = self.identity(at, at.grant.org_id, at.grant.user_id)
+        return {
+            "sub": ident["id"], "user_id": ident["user_id"],
+            "organization_id": ident["organization_id"],
+            "preferred_username": ident["username"], "nickname": ident["nick_name"],
+            "name": ident["display_name"], "given_name": ident["first_name"],
+            "family_name": ident["last_name"], "email": ident["email"],
+            "email_verified": True, "zoneinfo": ident["timezone"],
+            "photos": ident["photos"], "profile": ident["urls"]["profile"],
+            "picture": ident["photos"]["picture"], "address": {"country": "US"},
+            "is_salesforce_integration_user": False, "urls": ident["urls"],
+            "active": ident["active"], "user_type": "STANDARD", "language": "en_US",
+            "locale": "en_US", "utcOffset": -28800000,
+            "updated_at": ident["last_modified_date"], "is_app_installed": True,
+        }
+
+    # -- control views
+
+    def grants_view(self):
+        return [{"org_id": g.org_id, "user_id": g.user_id, "refresh_token": g.refresh_token,
+                 "revoked": g.revoked, "login_host": g.login_host, "scope": g.scope,
+                 "access_tokens_alive": sum(at.valid() for at in g.access_tokens)}
+                for g in self.grants]
+
+    def expire_access(self, org_id):
+        n = 0
+        for at in self.access_tokens.values():
+            if at.valid() and (org_id is None or at.grant.org_id == org_id):
+                at.alive = False
+                n += 1
+        return n
+
+    def revoke_refresh(self, org_id):
+        return sum(self.revoke_grant(g) for g in self.grants
+                   if org_id is None or g.org_id == org_id)
+
+
+# ---------------------------------------------------------------- HTTP
+
+class DropConnection(Exception):
+    pass
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fakesf"
+
+    def version_string(self):
+        return "fakesf"
+    timeout = 60
+    disable_nagle_algorithm = True
+    state: State = None                     # set by serve()
+
+    # -- plumbing
+
+    def log_message(self, fmt, *args):      # the default one would log the query
+        pass
+
+    def log_request(self, code="-", size="-"):
+        path = self.path.split("?", 1)[0]
+        print(f"fakesf {self.server.server_port} {self.command} {path} {code}",
+              file=sys.stderr, flush=True)
+
+    def send(self, status, body=b"", content_type=JSON_TYPE, headers=()):
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        self.send_response(status)
+        if body or content_type == JSON_TYPE:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status, obj, headers=()):
+        self.send(status, json.dumps(obj).encode(), JSON_TYPE, headers)
+
+    def read_body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def login_host(self):
+        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
+        return "https://" + host
+
+    def parse(self):
+        """Split the request into (path, query dict, form dict, raw body)."""
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        raw = self.read_body()
+        form = {}
+        ctype = (self.headers.get("Content-Type") or "").lower()
+        if ctype.startswith("application/x-www-form-urlencoded"):
+            form = dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"),
+                                               keep_blank_values=True))
+        return url.path, query, form, raw
+
+    def bearer(self, query):
+        auth = self.headers.get("Authorization") or ""
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+        return query.get("oauth_token")
+
+    def client_credentials(self, form):
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        auth = self.headers.get("Authorization") or ""
+        if auth[:6].lower() == "basic ":
+            try:
+                user, _, pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, pw = None, None
+            if client_id is None and user is not None:
+                client_id = urllib.parse.unquote_plus(user)
+            if secret is None and pw is not None:
+                secret = urllib.parse.unquote_plus(pw)
+        return client_id, secret
+
+    def drop(self):
+        print(f"fakesf {self.server.server_port} {self.command} "
+              f"{self.path.split('?', 1)[0]} dropped", file=sys.stderr, flush=True)
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        raise DropConnection()
+
+    # -- dispatch
+
+    def do_GET(self):
+        self.dispatch()
+
+    def do_POST(self):
+        self.dispatch()
+
+    def do_DELETE(self):
+        self.dispatch()
+
+    def dispatch(self):
+        path, query, form, raw = self.parse()
+        try:
+            if path.startswith("/__control/"):
+                self.control(path, query, raw)
+            else:
+                self.salesforce(path, query, form)
+        except DropConnection:
+            pass
+
+    ROUTES = {
+        "/services/oauth2/authorize": ("authorize", ("GET", "POST")),
+        "/services/oauth2/token": ("token", ("POST",)),
+        "/services/oauth2/revoke": ("revoke", ("GET", "POST")),
+        "/services/oauth2/userinfo": ("userinfo", ("GET", "POST")),
+        "/services/oauth2/introspect": ("introspect", ("POST",)),
+    }
+
+    def endpoint_of(self, path, form):
+        if path in self.ROUTES:
+            name, methods = self.ROUTES[path]
+            if name == "token":
+                name = {"authorization_code": "token_code",
+                        "refresh_token": "token_refresh"}.get(form.get("grant_type"), "token_other")
+            return name, methods
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "id":
+            return "identity", ("GET", "POST")
+        if (len(parts) == 4 and parts[:2] == ["services", "data"]
+                and parts[2].startswith("v") and parts[3] == "limits"):
+            return "limits", ("GET",)
+        return None, ()
+
+    def salesforce(self, path, query, form):
+        endpoint, methods = self.endpoint_of(path, form)
+        if endpoint is None:
+            return self.send_json(404, [{"errorCode": "NOT_FOUND",
+                                         "message": "The requested resource does not exist"}])
+        st = self.state
+        with st.lock:
+            st.record({"endpoint": endpoint, "method": self.command, "path": path,
+                       "host": self.headers.get("Host"), "form": form, "query": query,
+                       "authorization": self.headers.get("Authorization"),
+                       "at": time.time()})
+        if self.command not in methods:
+            return self.send_json(405, [{"errorCode": "METHOD_NOT_ALLOWED",
+                                         "message": f"HTTP Method '{self.command}' not allowed"}])
+        with st.lock:
+            fault = st.pop_fault(endpoint)
+        if fault and self.apply_fault(fault, endpoint):
+            return
+        handler = getattr(self, "ep_" + endpoint)
+        try:
+            handler(query, form, fault)
+        except OAuthError as e:
+            self.send_json(e.status, e.body(), headers=[("Cache-Control", "no-store")])
+
+    def apply_fault(self, fault, endpoint):
+        """Answer the fault if it replaces the answer; True when answered."""
+        kind = fault.kind
+        if kind in ("delay", "bad_signature", "foreign_id"):
+            if kind == "delay" and endpoint != "token_refresh":
+                time.sleep(fault.delay_ms / 1000)  # token_refresh sleeps while "in progress"
+            return False
+        if kind == "status500":
+            self.send(500, b"<html><body><h1>500 Internal Server Error</h1>"
+                      b"<p>An unexpected error occurred.</p></body></html>",
+                      "text/html;charset=UTF-8")
+        elif kind == "malformed":
+            self.send(200, b'{"access_token": "abc", ', JSON_TYPE)
+        elif kind == "drop":
+            self.drop()
+        elif kind == "invalid_client":
+            self.send_json(400, OAuthError("invalid_client", "invalid client credentials").body())
+        elif kind == "rate_limit":
+            self.send_json(400, {"error": "rate_limit_exceeded",
+                                 "error_description": "too many requests, try again later"})
+        else:                                     # already_processing
+            self.send_json(400, OAuthError.of(ALREADY_PROCESSING).body())
+        return True
+
+    # -- Salesforce endpoints
+
+    def ep_authorize(self, query, form, fault):
+        params = {**query, **form}
+        with self.state.lock:
+            location = self.state.authorize(params, self.login_host())
+        self.send(302, b"", headers=[("Location", location), ("Cache-Control", "no-store")],
+                  content_type="text/html;charset=UTF-8")
+
+    def token_headers(self):
+        return [("Cache-Control", "no-cache,must-revalidate,max-age=0,no-store,private")]
+
+    def ep_token_code(self, query, form, fault):
+        st = self.state
+        with st.lock:
+            body = st.exchange_code(form, self.client_credentials(form), self.login_host(),
+                                    fault, self.server.server_port)
+        self.send_json(200, body, self.token_headers())
+
+    def ep_token_refresh(self, query, form, fault):
+        st = self.state
+        with st.lock:
+            token = st.begin_refresh(form, self.client_credentials(form))
+        try:
+            if fault and fault.kind == "delay":
+                time.sleep(fault.delay_ms / 1000)
+            with st.lock:
+                body = st.finish_refresh(token, self.login_host(), fault,
+                                         self.server.server_port)
+        finally:
+            with st.lock:
+                st.in_progress.discard(token)
+        self.send_json(200, body, self.token_headers())
+
+    def ep_token_other(self, query, form, fault):
+        raise OAuthError("unsupported_grant_type", "grant type not supported")
+
+    def ep_revoke(self, query, form, fault):
+        token = form.get("token") or query.get("token") or ""
+        with self.state.lock:
+            self.state.revoke(token, self.login_host())
+        self.send(200, b"", content_type="text/plain")
+
+    def ep_introspect(self, query, form, fault):
+        with self.state.lock:
+            body = self.state.introspect(form.get("token", ""), self.client_credentials(form))
+        self.send_json(200, body)
+
+    def bad_oauth_token(self):
+        self.send(403, b"Bad_OAuth_Token", "text/plain;charset=UTF-8")
+
+    def ep_identity(self, query, form, fault):
+        _, org_id, user_id = self.path.split("?", 1)[0].strip("/").split("/")
+        st = self.state
+        with st.lock:
+            at = st.valid_access(self.bearer(query) or form.get("oauth_token"))
+            body = st.identity(at, org_id, user_id) if at else None
+        if at and body is None:
+            return self.send(403, b"Bad_Id", "text/plain;charset=UTF-8")
+        if body is None:
+            return self.bad_oauth_token()
+        self.send_json(200, body)
+
+    def ep_userinfo(self, query, form, fault):
+        st = self.state
+        with st.lock:
+            at = st.valid_access(self.bearer(query) or form.get("oauth_token"))
+            body = st.userinfo(at) if at else None
+        if body is None:
+            return self.bad_oauth_token()
+        self.send_json(200, body)
+
+    def ep_limits(self, query, form, fault):
+        with self.state.lock:
+            at = self.state.valid_access(self.bearer(query))
+        if not at:
+            return self.send_json(401, INVALID_SESSION,
+                                  [("WWW-Authenticate", 'Token realm="Salesforce"')])
+        self.send_json(200, {"DailyApiRequests": {"Max": 15000, "Remaining": 14999},
+                             "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+                             "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200}})
+
+    # -- control API
+
+    def control(self, path, query, raw):
+        name = path[len("/__control/"):].strip("/").replace("/", "_")
+        handler = getattr(self, "ctl_" + name, None)
+        if handler is None:
+            return self.send_json(404, {"error": f"no control endpoint {path}"})
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+            if not isinstance(body, dict):
+                raise ControlError("the body must be a JSON object")
+            with self.state.lock:
+                result = handler(self.command, query, body)
+        except (ValueError, ControlError) as e:
+            return self.send_json(400, {"error": str(e)})
+        self.send_json(200, result)
+
+    @staticmethod
+    def need(method, *allowed):
+        if method not in allowed:
+            raise ControlError(f"use {' or '.join(allowed)}")
+
+    def ctl_health(self, method, query, body):
+        return {"ok": True}
+
+    def ctl_reset(self, method, query, body):
+        self.need(method, "POST")
+        self.state.reset()
+        return {"ok": True}
+
+    def ctl_config(self, method, query, body):
+        if method == "GET":
+            return self.state.config_view()
+        self.need(method, "POST")
+        return self.state.apply_config(body)
+
+    def org_filter(self, body):
+        org_id = body.get("org_id")
+        try:
+            return normalize_id(org_id, "00D") if org_id else None
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+
+    def ctl_expire_access(self, method, query, body):
+        self.need(method, "POST")
+        return {"expired": self.state.expire_access(self.org_filter(body))}
+
+    def ctl_revoke_refresh(self, method, query, body):
+        self.need(method, "POST")
+        return {"revoked": self.state.revoke_refresh(self.org_filter(body))}
+
+    def ctl_expire_codes(self, method, query, body):
+        self.need(method, "POST")
+        n = len(self.state.codes)
+        for code in self.state.codes.values():
+            code.expires_at = 0
+        return {"expired": n}
+
+    def ctl_counts(self, method, query, body):
+        self.need(method, "GET")
+        return dict(self.state.counts)
+
+    def ctl_counts_reset(self, method, query, body):
+        self.need(method, "POST")
+        self.state.counts = dict.fromkeys(self.state.counts, 0)
+        return {"ok": True}
+
+    def ctl_requests(self, method, query, body):
+        self.need(method, "GET")
+        found = [r for r in self.state.requests
+                 if query.get("endpoint") in (None, "", r["endpoint"])]
+        limit = int(query.get("limit") or 0)
+        return found[-limit:] if limit > 0 else found
+
+    def ctl_tokens(self, method, query, body):
+        self.need(method, "GET")
+        return {"access_tokens": list(self.state.issued_access),
+                "refresh_tokens": list(self.state.issued_refresh)}
+
+    def ctl_grants(self, method, query, body):
+        self.need(method, "GET")
+        return self.state.grants_view()
+
+    def ctl_fault(self, method, query, body):
+        self.need(method, "POST")
+        endpoint, kind = body.get("endpoint"), body.get("kind")
+        if endpoint not in FAULT_ENDPOINTS:
+            raise ControlError(f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
+        if kind not in FAULT_KINDS:
+            raise ControlError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+        count, delay_ms = int(body.get("count", 1)), int(body.get("delay_ms", 0))
+        if count < 1 or delay_ms < 0:
+            raise ControlError("count must be >= 1 and delay_ms >= 0")
+        self.state.push_fault(endpoint, kind, count, delay_ms)
+        return {"ok": True, "pending": {k: sum(f.count for f in q)
+                                        for k, q in self.state.faults.items() if q}}
+
+    def ctl_fault_clear(self, method, query, body):
+        self.need(method, "POST")
+        self.state.faults.clear()
+        return {"ok": True}
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        print(f"fakesf {self.server_port} connection error: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- certificates
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+
+
+def make_ca(directory, name, cn):
+    key, cert = os.path.join(directory, name + ".key"), os.path.join(directory, name + ".pem")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={cn}",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext", "subjectKeyIdentifier=hash")
+    return key, cert
+
+
+def make_server_cert(directory, name, ca_key, ca_cert):
+    key = os.path.join(directory, name + ".key")
+    csr = os.path.join(directory, name + ".csr")
+    cert = os.path.join(directory, name + ".pem")
+    ext = os.path.join(directory, name + ".ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={SAN}\nbasicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\n"
+                "authorityKeyIdentifier=keyid,issuer\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
+    openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
+            "-set_serial", "0x" + secrets.token_hex(16), "-days", "2",
+            "-extfile", ext, "-out", cert)
+    os.remove(csr)
+    return key, cert
+
+
+def make_certificates(directory):
+    """Answer ((cert, key) trusted, (cert, key) untrusted); ca.pem is the trusted CA."""
+    ca_key, ca_cert = make_ca(directory, "ca", "fakesf test CA")
+    key, cert = make_server_cert(directory, "server", ca_key, ca_cert)
+    other = os.path.join(directory, "untrusted")
+    os.makedirs(other, exist_ok=True)
+    bad_ca_key, bad_ca = make_ca(other, "untrusted-ca", "fakesf throwaway CA")
+    bad_key, bad_cert = make_server_cert(other, "server", bad_ca_key, bad_ca)
+    for path in (ca_key, key, bad_ca_key, bad_key):
+        os.chmod(path, 0o600)
+    return (cert, key), (bad_cert, bad_key)
+
+
+# ---------------------------------------------------------------- main
+
+def serve(host, port, cert, key, state):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    Handler.state = state
+    server = Server((host, port), Handler)
+    # The handshake happens in the handler thread, not in accept().
+    server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                    do_handshake_on_connect=False)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def write_json_atomic(path, obj):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Salesforce OAuth simulator")
+    ap.add_argument("--dir", required=True, help="where ca.pem and fakesf.json go")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--untrusted-port", type=int, default=None)
+    args = ap.parse_args(argv)
+
+    directory = os.path.abspath(args.dir)
+    os.makedirs(directory, exist_ok=True)
+    trusted, untrusted = make_certificates(directory)
+    state = State()
+    servers = [serve(args.host, args.port, *trusted, state)]
+    state.port = servers[0].server_port
+    untrusted_port = None
+    if args.untrusted_port is not None:
+        servers.append(serve(args.host, args.untrusted_port, *untrusted, state))
+        untrusted_port = servers[1].server_port
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    info_path = os.path.join(directory, "fakesf.json")
+    write_json_atomic(info_path, {"port": state.port, "untrusted_port": untrusted_port,
+                                  "ca": os.path.join(directory, "ca.pem"),
+                                  "pid": os.getpid()})
+    print(f"fakesf ready port={state.port}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+    try:
+        os.remove(info_path)
+    except OSError:
+        pass
+    print("fakesf stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,904 @@
+#!/usr/bin/python3
+"""The sfconnect test stack: throwaway PostgreSQL, the Salesforce simulator,
+sfconnectd and nginx, all in one short temporary directory.
+
+    from harness import Stack
+    stack = Stack()              # nothing runs yet
+    stack.start()                # PostgreSQL, fakesf, nginx, migrate, sfconnectd
+    key = stack.create_key("acme", "admin", "ci")
+    status, headers, body = stack.request("GET",
+        "/api/v1/orgs/acme/integrations/salesforce", key=key)
+    stack.stop()                 # raises AssertionError if something went wrong
+
+Python 3 standard library only. Environment knobs:
+  SFC_BUILD_DIR   where sfconnectd and sfconnect-admin are (default: repo root)
+  SFC_WRAPPER     a command prefix for sfconnectd, e.g.
+                  "valgrind --error-exitcode=99 --leak-check=full"
+  SFC_KEEP / KEEP keep the temporary directory after stop()
+  SFC_VERBOSE     print what the harness does on stderr
+
+`python3 harness.py --serve [--port 8080]` runs the stack until Ctrl-C (this
+is what scripts/run-local.sh uses).
+"""
+
+import argparse
+import base64
+import glob
+import http.client
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+CORS_ORIGIN = "https://app.example.test"
+RETURN_ORIGIN = "https://app.example.test"
+CLIENT_ID = "test-client-id"
+CLIENT_SECRET = "test-client-secret"
+IS_ROOT = os.geteuid() == 0
+
+
+def _verbose(msg):
+    if os.environ.get("SFC_VERBOSE"):
+        print(f"harness: {msg}", file=sys.stderr, flush=True)
+
+
+def _pg_bindir():
+    """The PostgreSQL server binaries (initdb, pg_ctl, psql...)."""
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        if os.path.exists(os.path.join(out, "initdb")):
+            return out
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found (run scripts/deps.sh)")
+    return os.path.dirname(found[-1])
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that nothing listens on right now (others share loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port, host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _tail(path, n=40):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return f"({path} unreadable)"
+
+
+class CommandError(AssertionError):
+    """A command of the stack (sfconnect-admin, psql...) failed."""
+
+    def __init__(self, argv, returncode, stdout, stderr):
+        self.argv, self.returncode, self.stdout, self.stderr = argv, returncode, stdout, stderr
+        super().__init__(f"{' '.join(argv)} exited {returncode}: {stderr.strip() or stdout.strip()}")
+
+
+class _ResolvingHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 for any *.localhost name (as curl and the daemon do),
+    with SNI and certificate checks against the real name."""
+
+    def connect(self):
+        host = self.host
+        target = "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
+        sock = socket.create_connection((target, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=host)
+
+
+class Daemon:
+    """One sfconnectd process (the supervisor) that the harness started."""
+
+    def __init__(self, stack, name, socket_path, config_path, log_path):
+        self.stack, self.name = stack, name
+        self.socket_path, self.config_path, self.log_path = socket_path, config_path, log_path
+        self.proc = None
+        self.exit_codes = []
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=None):
+        argv = shlex.split(os.environ.get("SFC_WRAPPER", "")) + [
+            self.stack.bin("sfconnectd"), "-c", self.config_path]
+        if timeout is None:
+            timeout = 120 if os.environ.get("SFC_WRAPPER") else 30
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, **self.stack.daemon_env)
+        _verbose(f"starting {self.name}: {' '.join(argv)}")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env=env, start_new_session=True, cwd=self.stack.dir)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode} at start-up:\n"
+                                   + _tail(self.log_path))
+            if self._socket_answers():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: no socket {self.socket_path} after {timeout}s:\n"
+                           + _tail(self.log_path))
+
+    def _socket_answers(self):
+        if not os.path.exists(self.socket_path):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(self.socket_path)
+                return True
+            except OSError:
+                return False
+
+    def worker_pids(self):
+        """PIDs of the supervisor's direct children (its workers)."""
+        pids = []
+        if not self.alive():
+            return pids
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                with open(stat) as f:
+                    data = f.read()
+            except OSError:
+                continue
+            fields = data[data.rfind(")") + 2:].split()
+            if len(fields) > 1 and int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.split("/")[2]))
+        return sorted(pids)
+
+    def stop(self, timeout=None):
+        """SIGTERM, wait, then SIGKILL. Returns the exit code (None if not running)."""
+        if self.proc is None:
+            return None
+        if timeout is None:
+            timeout = 60 if os.environ.get("SFC_WRAPPER") else 15
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.stack.problems.append(f"{self.name} did not stop {timeout}s after SIGTERM")
+                proc.kill()
+                proc.wait()
+        # Workers left behind by a dead supervisor: they are in the session we made.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.exit_codes.append(proc.returncode)
+        return proc.returncode
+
+
+class Stack:
+    """The whole stack in one temporary directory. See the module docstring."""
+
+    def __init__(self, workers=2, config=None, daemon_env=None, port=None,
+                 fakesf=True, build_dir=None, keep=None):
+        self.workers = workers
+        self.config_overrides = dict(config or {})
+        self.daemon_env = dict(daemon_env or {})
+        self.want_port = port
+        self.want_fakesf = fakesf
+        self.build_dir = os.path.abspath(build_dir or os.environ.get("SFC_BUILD_DIR") or REPO)
+        self.keep = keep if keep is not None else bool(
+            os.environ.get("SFC_KEEP") or os.environ.get("KEEP"))
+        self.dir = None
+        self.problems = []
+        self.allowed_nginx_log = []
+        self.pg_bindir = None
+        self.pg_running = False
+        self.fakesf_proc = None
+        self.fakesf_info = None
+        self.nginx = []            # [(proc, prefix, port)]
+        self.port = None
+        self.port2 = None
+        self.daemon = None
+        self.daemon2 = None
+        self.operator_key = None
+        self.started = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ paths
+
+    def bin(self, name):
+        return os.path.join(self.build_dir, name)
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    @property
+    def pg_dir(self):
+        return self.path("pg")
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self):
+        return self.fakesf_info["ca"] if self.fakesf_info else None
+
+    @property
+    def fakesf_port(self):
+        return self.fakesf_info["port"] if self.fakesf_info else None
+
+    @property
+    def database_url(self):
+        return f"host={self.pg_dir} user=app dbname=app"
+
+    # ------------------------------------------------------------ start / stop
+
+    def start(self):
+        for name in ("sfconnectd", "sfconnect-admin"):
+            if not os.access(self.bin(name), os.X_OK):
+                raise RuntimeError(f"{self.bin(name)} is missing: build first "
+                                   "(./autogen.sh && ./configure --enable-test-hooks && make)")
+        self.dir = tempfile.mkdtemp(prefix="sfc", dir="/tmp")
+        os.chmod(self.dir, 0o711)   # postgres must reach DIR/pg
+        _verbose(f"directory {self.dir}")
+        try:
+            self.start_postgres(initdb=True)
+            if self.want_fakesf:
+                self._start_fakesf()
+            self._write_secrets()
+            self.port = self._start_nginx("nginx", self.path("sfconnectd.sock"), self.want_port)
+            self.daemon = Daemon(self, "sfconnectd", self.path("sfconnectd.sock"),
+                                 self.path("sfconnectd.conf"), self.path("sfconnectd.log"))
+            self.write_config(self.daemon.config_path, self.daemon.socket_path)
+            self.admin("migrate")
+            self.daemon.start()
+            self.wait_healthy()
+            self.operator_key = self.create_key(None, "operator", "harness-operator")
+            self.started = True
+        except BaseException:
+            try:
+                self.stop(check=False)
+            except Exception as e:  # keep the original error
+                print(f"harness: cleanup after failed start: {e}", file=sys.stderr)
+            raise
+        return self
+
+    def stop(self, check=True):
+        """Stops everything the harness started. With check, raises AssertionError
+        when a daemon crashed, nginx logged [alert]/[crit], or a sanitizer or
+        valgrind complained."""
+        if self.dir is None:
+            return
+        for d in (self.daemon2, self.daemon):
+            if d is not None:
+                if d.proc is not None and d.proc.poll() is not None:
+                    self.problems.append(f"{d.name} had exited with {d.proc.returncode} "
+                                         "before stop()")
+                code = d.stop()
+                if code not in (None, 0, -signal.SIGTERM):
+                    self.problems.append(f"{d.name} exited {code} after SIGTERM")
+        for proc, prefix, _ in self.nginx:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self.fakesf_proc is not None and self.fakesf_proc.poll() is None:
+            self.fakesf_proc.terminate()
+            try:
+                self.fakesf_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.fakesf_proc.kill()
+                self.fakesf_proc.wait()
+        if self.pg_running:
+            try:
+                self.stop_postgres()
+            except Exception as e:
+                self.problems.append(f"pg_ctl stop: {e}")
+        self._scan_logs()
+        problems, self.problems = self.problems, []
+        message = ""
+        if problems:
+            message = "stack problems:\n  " + "\n  ".join(problems)
+            if self.daemon is not None:
+                message += "\n--- end of sfconnectd.log ---\n" + _tail(self.daemon.log_path, 30)
+        directory = self.dir
+        if self.keep:
+            print(f"harness: kept {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        self.dir = None
+        self.started = False
+        if problems and check:
+            raise AssertionError(message)
+
+    def _scan_logs(self):
+        for _, prefix, _ in self.nginx:
+            log = os.path.join(prefix, "error.log")
+            try:
+                with open(log, errors="replace") as f:
+                    for line in f:
+                        if ("[alert]" in line or "[crit]" in line or "[emerg]" in line) and \
+                                not any(re.search(p, line) for p in self.allowed_nginx_log):
+                            self.problems.append(f"nginx {log}: {line.strip()}")
+            except FileNotFoundError:
+                pass
+        for d in (self.daemon, self.daemon2):
+            if d is None:
+                continue
+            text = self._read(d.log_path)
+            for pat in (r"ERROR: AddressSanitizer.*", r"ERROR: LeakSanitizer.*",
+                        r"runtime error: .*", r"ERROR SUMMARY: [1-9]\d* errors.*",
+                        r"definitely lost: [1-9][\d,]* bytes.*"):
+                for m in re.finditer(pat, text):
+                    self.problems.append(f"{d.name} log: {m.group(0).strip()[:200]}")
+
+    def allow_nginx_log(self, regex):
+        """Do not fail stop() for nginx [crit]/[alert] lines matching regex
+        (e.g. a test that stopped sfconnectd on purpose)."""
+        self.allowed_nginx_log.append(regex)
+
+    # ------------------------------------------------------------ PostgreSQL
+
+    def _as_postgres(self, argv):
+        return ["runuser", "-u", "postgres", "--"] + argv if IS_ROOT else argv
+
+    def _pg(self, tool):
+        if self.pg_bindir is None:
+            self.pg_bindir = _pg_bindir()
+        return os.path.join(self.pg_bindir, tool)
+
+    def start_postgres(self, initdb=False):
+        data = os.path.join(self.pg_dir, "data")
+        if initdb:
+            os.mkdir(self.pg_dir, 0o700)
+            if IS_ROOT:
+                shutil.chown(self.pg_dir, "postgres", "postgres")
+            self._run(self._as_postgres([self._pg("initdb"), "--nosync", "-A", "trust",
+                                         "-U", "app", "-E", "UTF8", "--locale=C.UTF-8",
+                                         "-D", data]), cwd="/")
+        opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.pg_dir}' "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._run(self._as_postgres([self._pg("pg_ctl"), "-w", "-t", "60", "-D", data,
+                                     "-l", os.path.join(self.pg_dir, "pg.log"),
+                                     "-o", opts, "start"]), cwd="/")
+        self.pg_running = True
+        if initdb:
+            self._run([self._pg("createdb"), "-h", self.pg_dir, "-U", "app", "app"])
+
+    def stop_postgres(self):
+        data = os.path.join(self.pg_dir, "data")
+        self._run(self._as_postgres([self._pg("pg_ctl"), "-w", "-D", data, "-m", "fast",
+                                     "stop"]), cwd="/")
+        self.pg_running = False
+
+    def psql(self, sql):
+        """Runs sql; answers the rows as lists of strings (NULL is '')."""
+        out = self._run([self._pg("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                         "-h", self.pg_dir, "-U", "app", "-d", "app", "-At",
+                         "-F", "\x1f", "-R", "\x1e", "-c", sql])
+        out = out.rstrip("\n")
+        if not out:
+            return []
+        return [row.split("\x1f") for row in out.split("\x1e")]
+
+    def pg_dump(self):
+        """The whole database as SQL text (for "no secret in the dump" checks)."""
+        return self._run([self._pg("pg_dump"), "-h", self.pg_dir, "-U", "app", "app"])
+
+    # ------------------------------------------------------------ fakesf
+
+    def _start_fakesf(self):
+        script = os.path.join(REPO, "tests", "fakesf", "fakesf.py")
+        if not os.path.exists(script):
+            _verbose("tests/fakesf/fakesf.py missing: no simulator")
+            return
+        d = self.path("fakesf")
+        os.mkdir(d, 0o700)
+        log = open(self.path("fakesf.log"), "ab")
+        self.fakesf_proc = subprocess.Popen(
+            [PYTHON, script, "--dir", d, "--port", "0", "--untrusted-port", "0"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        info = os.path.join(d, "fakesf.json")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.fakesf_proc.poll() is not None:
+                raise RuntimeError("fakesf exited at start-up:\n" + _tail(self.path("fakesf.log")))
+            if os.path.exists(info):
+                with open(info) as f:
+                    self.fakesf_info = json.load(f)
+                return
+            time.sleep(0.05)
+        raise RuntimeError("fakesf did not start:\n" + _tail(self.path("fakesf.log")))
+
+    def _fakesf_context(self):
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        return ctx
+
+    def fakesf(self, method, path, body=None, check=True):
+        """Calls the simulator's control API ("reset" means /__control/reset;
+        an absolute path is used as it is). Answers the parsed JSON; raises
+        on an HTTP error when check."""
+        if not self.fakesf_info:
+            import unittest
+            raise unittest.SkipTest("the Salesforce simulator is not available")
+        if not path.startswith("/"):
+            path = "/__control/" + path
+        conn = http.client.HTTPSConnection("127.0.0.1", self.fakesf_port, timeout=30,
+                                           context=self._fakesf_context())
+        try:
+            data = None
+            headers = {}
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        if check and resp.status >= 400:
+            raise AssertionError(f"fakesf {method} {path} -> {resp.status}: {parsed}")
+        return parsed
+
+    def sf_get(self, url, headers=None):
+        """GET an https URL on the simulator (any *.localhost name), without
+        following redirects: (status, headers lower-cased, body text)."""
+        u = urllib.parse.urlsplit(url)
+        conn = _ResolvingHTTPSConnection(u.hostname, u.port or 443, timeout=30,
+                                         context=self._fakesf_context())
+        try:
+            conn.request("GET", u.path + ("?" + u.query if u.query else ""),
+                         headers=headers or {})
+            resp = conn.getresponse()
+            raw = resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, \
+                raw.decode(errors="replace")
+        finally:
+            conn.close()
+
+    def authorize(self, authorize_url):
+        """Plays the browser at the simulator's authorize page; answers the
+        URL it redirects to (our callback with code/state or error/state)."""
+        status, headers, body = self.sf_get(authorize_url)
+        if status not in (301, 302, 303) or "location" not in headers:
+            raise AssertionError(f"authorize answered {status}: {body[:500]}")
+        return headers["location"]
+
+    def follow_callback(self, callback_url, accept_json=False):
+        """Requests the callback URL (through nginx); answers request()'s triple."""
+        u = urllib.parse.urlsplit(callback_url)
+        path = u.path + ("?" + u.query if u.query else "")
+        headers = {"Accept": "application/json"} if accept_json else None
+        return self.request("GET", path, headers=headers)
+
+    def connect_org(self, org, key, body=None, accept_json=False):
+        """connect → authorize at the simulator → callback. Answers the callback's
+        (status, headers, body)."""
+        status, _, answer = self.request(
+            "POST", f"/api/v1/orgs/{org}/integrations/salesforce/connect", key=key,
+            body=body if body is not None else {})
+        if status != 200:
+            raise AssertionError(f"connect answered {status}: {answer}")
+        return self.follow_callback(self.authorize(answer["authorize_url"]), accept_json)
+
+    # ------------------------------------------------------------ secrets and config
+
+    def _write_secret(self, name, content):
+        p = self.path(name)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.chmod(p, 0o600)
+        return p
+
+    def _write_secrets(self):
+        self._write_secret("token.key", base64.b64encode(os.urandom(32)).decode() + "\n")
+        self._write_secret("client_secret", CLIENT_SECRET + "\n")
+        self._write_secret("webhook_secret", "test-webhook-secret\n")
+
+    def new_token_key(self, name):
+        """Writes another token key file (for rotation tests); answers its path."""
+        return self._write_secret(name, base64.b64encode(os.urandom(32)).decode() + "\n")
+
+    def config_values(self, socket_path):
+        fport = self.fakesf_port or 9
+        values = {
+            "database_url": self.database_url,
+            "listen": f"unix:{socket_path}",
+            "workers": str(self.workers),
+            "public_base_url": self.base_url,
+            "salesforce_client_id": CLIENT_ID,
+            "salesforce_client_secret_file": self.path("client_secret"),
+            "salesforce_login_url": f"https://login.localhost:{fport}",
+            "salesforce_sandbox_login_url": f"https://test.localhost:{fport}",
+            "salesforce_allowed_hosts": "login.localhost test.localhost *.my.localhost",
+            "token_key_file": self.path("token.key"),
+            "http_timeout_ms": "5000",
+            "refresh_lock_timeout_ms": "10000",
+            "allowed_return_origins": RETURN_ORIGIN,
+            "cors_allowed_origins": CORS_ORIGIN,
+            "log_level": "info",
+        }
+        if self.ca_file:
+            values["tls_ca_file"] = self.ca_file
+        for k, v in self.config_overrides.items():
+            if v is None:
+                values.pop(k, None)
+            else:
+                values[k] = str(v)
+        return values
+
+    def write_config(self, path, socket_path):
+        lines = ["# written by tests/integration/harness.py"]
+        lines += [f"{k} = {v}" for k, v in self.config_values(socket_path).items()]
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(path, 0o600)
+
+    # ------------------------------------------------------------ nginx
+
+    def _render_nginx(self, prefix, listen, socket_path):
+        with open(os.path.join(REPO, "nginx", "sfconnect-dev.conf.in")) as f:
+            text = f.read()
+        webroot = os.path.join(REPO, "web")
+        has_web = os.path.exists(os.path.join(webroot, "index.html"))
+        out = []
+        for line in text.splitlines():
+            if line.startswith("#web#"):
+                if not has_web:
+                    continue
+                line = line[len("#web#"):]
+            out.append(line)
+        text = "\n".join(out) + "\n"
+        for k, v in (("@PREFIX@", prefix), ("@LISTEN@", listen), ("@SOCKET@", socket_path),
+                     ("@WEBROOT@", webroot), ("@USER_LINE@", "user root;" if IS_ROOT else "")):
+            text = text.replace(k, v)
+        left = re.findall(r"@[A-Z_]+@", text)
+        if left:
+            raise RuntimeError(f"nginx template: unknown placeholders {left}")
+        with open(os.path.join(prefix, "nginx.conf"), "w") as f:
+            f.write(text)
+
+    def _start_nginx(self, name, socket_path, port=None):
+        prefix = self.path(name)
+        os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
+        for attempt in range(8):
+            p = port or free_port()
+            self._render_nginx(prefix, f"127.0.0.1:{p}", socket_path)
+            err = os.path.join(prefix, "error.log")
+            argv = ["nginx", "-p", prefix + "/", "-c", os.path.join(prefix, "nginx.conf"),
+                    "-e", err]
+            if shutil.which("nginx") is None and os.path.exists("/usr/sbin/nginx"):
+                argv[0] = "/usr/sbin/nginx"
+            log = open(os.path.join(prefix, "stderr.log"), "ab")
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+            log.close()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", p), timeout=1):
+                        pass
+                    # The port answers; make sure it is ours (it is if nginx still runs).
+                    time.sleep(0.05)
+                    if proc.poll() is None:
+                        self.nginx.append((proc, prefix, p))
+                        return p
+                except OSError:
+                    time.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            text = _tail(err) + _tail(os.path.join(prefix, "stderr.log"))
+            if "Address already in use" in text and port is None:
+                # Someone took the probed port: truncate the log, try another.
+                open(err, "w").close()
+                continue
+            raise RuntimeError(f"nginx did not start on 127.0.0.1:{p}:\n{text}")
+        raise RuntimeError("nginx: no free port found")
+
+    # ------------------------------------------------------------ daemon(s)
+
+    def wait_healthy(self, timeout=None, port=None):
+        if timeout is None:
+            timeout = 120 if os.environ.get("SFC_WRAPPER") else 30
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            for d in (self.daemon, self.daemon2):
+                if d is not None and d.proc is not None and d.proc.poll() is not None:
+                    raise RuntimeError(f"{d.name} exited {d.proc.returncode}:\n"
+                                       + _tail(d.log_path))
+            try:
+                last = self.request("GET", "/healthz", port=port, timeout=10)
+                if last[0] == 200:
+                    return last
+            except OSError as e:
+                last = e
+            time.sleep(0.1)
+        raise RuntimeError(f"/healthz not 200 after {timeout}s: {last}\n"
+                           + _tail(self.daemon.log_path))
+
+    def restart_daemon(self, config=None, daemon_env=None):
+        """Stops sfconnectd (SIGTERM) and starts it again, optionally with more
+        config overrides or environment. Answers the stop's exit code."""
+        if config:
+            self.config_overrides.update(config)
+        if daemon_env:
+            self.daemon_env.update(daemon_env)
+        code = self.daemon.stop()
+        if code not in (None, 0, -signal.SIGTERM):
+            self.problems.append(f"sfconnectd exited {code} after SIGTERM (restart)")
+        self.write_config(self.daemon.config_path, self.daemon.socket_path)
+        self.daemon.start()
+        self.wait_healthy()
+        return code
+
+    def start_second_daemon(self, config=None):
+        """A second sfconnectd on its own socket and its own nginx (port2),
+        sharing the database: a second "host". request(..., port=stack.port2)."""
+        if self.daemon2 is None:
+            sock = self.path("sfconnectd2.sock")
+            self.daemon2 = Daemon(self, "sfconnectd2", sock, self.path("sfconnectd2.conf"),
+                                  self.path("sfconnectd2.log"))
+            self.port2 = self._start_nginx("nginx2", sock)
+        saved = dict(self.config_overrides)
+        self.config_overrides.update(config or {})
+        try:
+            self.write_config(self.daemon2.config_path, self.daemon2.socket_path)
+        finally:
+            self.config_overrides = saved
+        if not self.daemon2.alive():
+            self.daemon2.start()
+        self.wait_healthy(port=self.port2)
+        return self.port2
+
+    def stop_second_daemon(self):
+        if self.daemon2 is not None:
+            code = self.daemon2.stop()
+            if code not in (None, 0, -signal.SIGTERM):
+                self.problems.append(f"sfconnectd2 exited {code} after SIGTERM")
+            return code
+        return None
+
+    def daemon_log(self, which=1):
+        d = self.daemon if which == 1 else self.daemon2
+        return self._read(d.log_path) if d else ""
+
+    def nginx_error_log(self):
+        return "".join(self._read(os.path.join(prefix, "error.log"))
+                       for _, prefix, _ in self.nginx)
+
+    @staticmethod
+    def _read(path):
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------ admin CLI
+
+    def _run(self, argv, cwd=None, env=None, timeout=120):
+        _verbose("run " + " ".join(shlex.quote(a) for a in argv))
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env,
+                           stdin=subprocess.DEVNULL, timeout=timeout)
+        if p.returncode != 0:
+            raise CommandError(argv, p.returncode, p.stdout, p.stderr)
+        return p.stdout
+
+    def admin_run(self, *args, env=None):
+        """Runs sfconnect-admin; answers the CompletedProcess whatever its status."""
+        argv = [self.bin("sfconnect-admin"), "-c", self.daemon.config_path, *args]
+        _verbose("run " + " ".join(shlex.quote(a) for a in argv))
+        return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              env=dict(os.environ, **(env or {})), timeout=120)
+
+    def admin(self, *args):
+        """Runs sfconnect-admin; answers its stdout, raises CommandError on failure."""
+        p = self.admin_run(*args)
+        if p.returncode != 0:
+            raise CommandError(["sfconnect-admin", *args], p.returncode, p.stdout, p.stderr)
+        return p.stdout
+
+    def create_org(self, slug, name=None):
+        args = ["org", "create", slug]
+        if name:
+            args += ["--name", name]
+        return self.admin(*args)
+
+    def create_key(self, org, role, label=None):
+        """A new API key (org None for an operator key); answers the key."""
+        args = ["key", "create"]
+        if org is not None:
+            args += ["--org", org]
+        args += ["--role", role]
+        if label:
+            args += ["--label", label]
+        out = self.admin(*args).split()
+        if not out:
+            raise AssertionError("sfconnect-admin key create printed nothing")
+        return out[-1]
+
+    # ------------------------------------------------------------ HTTP
+
+    def request(self, method, path, key=None, body=None, headers=None, raw_body=None,
+                port=None, timeout=30, source_address=None):
+        """One HTTP request through nginx. body is sent as JSON (with its
+        Content-Type); raw_body (bytes or str) as it is. Answers (status,
+        headers with lower-case names, parsed JSON or text)."""
+        hdrs = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        elif raw_body is not None:
+            data = raw_body.encode() if isinstance(raw_body, str) else raw_body
+        if key is not None:
+            hdrs["Authorization"] = f"Bearer {key}"
+        hdrs.update(headers or {})
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout,
+                                          source_address=source_address)
+        try:
+            try:
+                conn.request(method, path, body=data, headers=hdrs)
+            except (BrokenPipeError, ConnectionResetError):
+                pass   # the server answered early (e.g. 413): read what it said
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        out_headers = {}
+        for k, v in resp.getheaders():
+            k = k.lower()
+            out_headers[k] = f"{out_headers[k]}, {v}" if k in out_headers else v
+        text = raw.decode("utf-8", errors="replace")
+        parsed = text
+        if "json" in out_headers.get("content-type", "") or text[:1] in ("{", "["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = text
+        return resp.status, out_headers, parsed
+
+
+# ---------------------------------------------------------------- --serve
+
+def _serve(args):
+    stack = Stack(workers=args.workers, port=args.port)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if not port_is_free(args.port):
+        print(f"run-local: 127.0.0.1:{args.port} is in use (set SFC_PORT to another port)",
+              file=sys.stderr)
+        return 1
+    print("run-local: starting PostgreSQL, the Salesforce simulator, nginx and sfconnectd...",
+          flush=True)
+    try:
+        stack.start()
+    except Exception as e:
+        print(f"run-local: start-up failed: {e}", file=sys.stderr)
+        return 1
+    try:
+        stack.create_org("demo", "Demo Inc")
+        keys = {role: stack.create_key("demo", role, f"demo-{role}")
+                for role in ("admin", "viewer", "service")}
+        keys["operator"] = stack.operator_key
+        base = stack.base_url
+        api = f"{base}/api/v1/orgs/demo/integrations/salesforce"
+        ca = stack.ca_file or "(no simulator)"
+        web = os.path.exists(os.path.join(REPO, "web", "index.html"))
+        print(f"""
+sfconnect is running at {base} (everything lives in {stack.dir}).
+
+API keys for org "demo":
+  ADMIN={keys['admin']}
+  VIEWER={keys['viewer']}
+  SERVICE={keys['service']}
+  OPERATOR={keys['operator']}
+
+Paste these into another shell:
+  export ADMIN={keys['admin']} VIEWER={keys['viewer']} SERVICE={keys['service']} OPERATOR={keys['operator']}
+
+  # status of the demo org (disconnected at first)
+  curl -s -H "Authorization: Bearer $VIEWER" {api}
+
+  # connect: sfconnect answers the Salesforce authorize_url
+  AUTH=$(curl -s -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
+      -d '{{"return_to":"/admin/"}}' {api}/connect | python3 -c 'import sys,json; print(json.load(sys.stdin)["authorize_url"])')
+
+  # "sign in" at the simulator: it approves and redirects to our callback
+  curl -s --cacert {ca} -i "$AUTH"
+  CB=$(curl -s --cacert {ca} -o /dev/null -w '%{{redirect_url}}' "$AUTH")
+
+  # follow the callback: sfconnect exchanges the code and redirects with the OrgID
+  curl -s -i "$CB"
+
+  # status again: connected, with the 18-character salesforce_org_id
+  curl -s -H "Authorization: Bearer $VIEWER" {api}
+
+  # a fresh access token for the product's sync workers
+  curl -s -H "Authorization: Bearer $SERVICE" {api}/token
+
+  # disconnect (revokes the token at Salesforce)
+  curl -s -X DELETE -H "Authorization: Bearer $ADMIN" {api}
+
+  # operator views
+  curl -s -H "Authorization: Bearer $OPERATOR" {base}/api/v1/admin/integrations
+  curl -s {base}/healthz
+""", flush=True)
+        if web:
+            print(f"Admin page: {base}/admin/  (paste the ADMIN key there)\n", flush=True)
+        print("Logs: " + stack.daemon.log_path + "   Press Ctrl-C to stop.", flush=True)
+        while not stop.wait(1):
+            if not stack.daemon.alive():
+                print("run-local: sfconnectd exited:\n" + _tail(stack.daemon.log_path),
+                      file=sys.stderr)
+                break
+    finally:
+        print("\nrun-local: stopping...", flush=True)
+        try:
+            stack.stop()
+        except AssertionError as e:
+            print(f"run-local: {e}", file=sys.stderr)
+            return 1
+    print("run-local: stopped.")
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="sfconnect test stack")
+    ap.add_argument("--serve", action="store_true", help="run the stack until Ctrl-C")
+    ap.add_argument("--port", type=int, default=int(os.environ.get("SFC_PORT", "8080")))
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    if not args.serve:
+        ap.print_help()
+        return 2
+    return _serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
