@@ -193,6 +193,7 @@ answer_callback(struct ctx *c, const struct oauth_state *st,
 {
 	struct integration	 integ;
 	struct buf		 loc;
+	size_t			 before_fragment;
 	int			 rc;
 
 	if (wants_json(c)) {
@@ -209,13 +210,16 @@ answer_callback(struct ctx *c, const struct oauth_state *st,
 		db_integration_clear(&integ);
 		return;
 	}
+	/* The outcome goes into the query, before any fragment. */
+	before_fragment = strcspn(st->return_to, "#");
 	buf_init(&loc, 2048);
-	buf_puts(&loc, st->return_to);
-	buf_puts(&loc, strchr(st->return_to, '?') ? "&" : "?");
+	buf_append(&loc, st->return_to, before_fragment);
+	buf_puts(&loc, memchr(st->return_to, '?', before_fragment) ? "&" : "?");
 	if (out->ok)
 		buf_printf(&loc, "salesforce=connected&org_id=%s", out->org_id);
 	else
 		buf_printf(&loc, "salesforce=error&reason=%s", out->reason);
+	buf_puts(&loc, st->return_to + before_fragment);
 	c->res->status = 303;
 	buf_reset(&c->res->body);
 	http_add_header(c->res, "Location", loc.data ? loc.data : "/");

@@ -8,11 +8,15 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 
 #include "app.h"
 #include "cfg.h"
+#include "crypto.h"
 #include "db.h"
 #include "keys.h"
+#include "lifecycle.h"
+#include "sf.h"
 
 struct cmd {
 	const char	*word1, *word2;		/* word2 NULL: one-word command */
@@ -26,6 +30,7 @@ static int cmd_org_list(struct db *, int, char **);
 static int cmd_key_create(struct db *, int, char **);
 static int cmd_key_list(struct db *, int, char **);
 static int cmd_key_revoke(struct db *, int, char **);
+static int cmd_check(struct db *, int, char **);
 
 static const struct cmd cmds[] = {
 	{ "migrate", NULL, cmd_migrate, "migrate" },
@@ -36,6 +41,7 @@ static const struct cmd cmds[] = {
 	    "[--label L]" },
 	{ "key", "list", cmd_key_list, "key list [--org SLUG]" },
 	{ "key", "revoke", cmd_key_revoke, "key revoke ID" },
+	{ "check", NULL, cmd_check, "check --org SLUG | check --all" },
 };
 #define NCMDS	(sizeof(cmds) / sizeof(cmds[0]))
 
@@ -239,6 +245,81 @@ cmd_key_revoke(struct db *db, int argc, char **argv)
 	return 0;
 }
 
+/* The configuration, for commands that talk to Salesforce. */
+static const struct cfg	*loaded_cfg;
+
+static int
+report_check(const char *what, const struct lc_counts *counts)
+{
+	printf("%s: %d checked: %d connected, %d degraded, %d invalid\n", what,
+	    counts->checked, counts->connected, counts->degraded,
+	    counts->invalid);
+	return counts->checked == counts->connected ? 0 : 1;
+}
+
+static int
+check_org(struct app *app, const char *slug)
+{
+	struct integration	 integ;
+	struct org		 org;
+	enum lc_rc		 lrc;
+	int			 rc;
+
+	if (report_db("org", db_org_get(app->db, slug, &org)) != 0)
+		return 1;
+	lrc = lc_check(app, org.id, "sfconnect-admin");
+	if (lrc == LC_NOT_CONNECTED) {
+		fprintf(stderr, "sfconnect-admin: check: %s is not connected\n", slug);
+		return 1;
+	}
+	if (lrc != LC_OK) {
+		fprintf(stderr, "sfconnect-admin: check: database unavailable\n");
+		return 1;
+	}
+	if (report_db("check", db_integration_get(app->db, org.id, &integ)) != 0)
+		return 1;
+	printf("%s\t%s\t%s\t%s\n", slug, integ.status, integ.sf_org_id,
+	    integ.last_error_code[0] ? integ.last_error_code : "-");
+	rc = strcmp(integ.status, "connected") == 0 ? 0 : 1;
+	db_integration_clear(&integ);
+	return rc;
+}
+
+/* Refreshes one org, or every connected or degraded one, now. */
+static int
+cmd_check(struct db *db, int argc, char **argv)
+{
+	struct app		 app = { .cfg = loaded_cfg, .db = db };
+	struct lc_counts	 counts = { .checked = 0 };
+	char			 err[512];
+	int			 rc = 1;
+
+	if (!((argc == 2 && strcmp(argv[0], "--org") == 0) ||
+	    (argc == 1 && strcmp(argv[0], "--all") == 0)))
+		usage();
+	if (crypto_keyring_load(&app.keyring, loaded_cfg->token_key_file,
+	    loaded_cfg->token_previous_key_files, err, sizeof(err)) == -1 ||
+	    (app.client_secret = crypto_read_secret_file(
+	    loaded_cfg->salesforce_client_secret_file, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "sfconnect-admin: %s\n", err);
+		goto out;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
+	    (app.sf = sf_new(loaded_cfg, app.client_secret)) == NULL)
+		goto out;
+	if (argc == 2)
+		rc = check_org(&app, argv[1]);
+	else if (report_db("check", lc_check_due(&app,
+	    "{connected,degraded}", 0, false, "sfconnect-admin", &counts)) == 0)
+		rc = report_check("all", &counts);
+out:
+	sf_free(app.sf);
+	crypto_keyring_free(app.keyring);
+	crypto_free_secret(app.client_secret);
+	curl_global_cleanup();
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -270,6 +351,7 @@ main(int argc, char *argv[])
 		fprintf(stderr, "sfconnect-admin: %s\n", err);
 		goto out;
 	}
+	loaded_cfg = &cfg;
 	if ((db = db_open(cfg.database_url, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "sfconnect-admin: %s\n", err);
 		goto out;
