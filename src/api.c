@@ -1,3 +1,5 @@
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,21 +237,25 @@ api_query_long(struct ctx *c, const char *name, long min, long max, long def,
     long *out)
 {
 	char	 value[32], *end;
-	int	 rc;
 	long	 n;
+	int	 rc;
 
 	*out = def;
 	rc = http_query_param(c->req->query, name, value, sizeof(value));
 	if (rc == 0)
 		return 0;
-	n = rc == 1 ? strtol(value, &end, 10) : 0;
-	if (rc == -1 || end == value || *end != '\0' || n < min || n > max) {
-		api_error(c, 400, "bad_request",
-		    "%s must be an integer from %ld to %ld", name, min, max);
-		return -1;
+	if (rc == 1 && (isdigit((unsigned char)value[0]) ||
+	    (value[0] == '-' && isdigit((unsigned char)value[1])))) {
+		errno = 0;
+		n = strtol(value, &end, 10);
+		if (errno == 0 && *end == '\0' && n >= min && n <= max) {
+			*out = n;
+			return 0;
+		}
 	}
-	*out = n;
-	return 0;
+	api_error(c, 400, "bad_request", "%s must be an integer from %ld to %ld",
+	    name, min, max);
+	return -1;
 }
 
 const char *

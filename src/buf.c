@@ -85,6 +85,7 @@ buf_put_urlencoded(struct buf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	char	 esc[3];
+	size_t	 start = b->len;
 
 	for (; *s != '\0'; s++) {
 		unsigned char c = (unsigned char)*s;
@@ -93,16 +94,22 @@ buf_put_urlencoded(struct buf *b, const char *s)
 		    (c >= '0' && c <= '9') || c == '-' || c == '.' ||
 		    c == '_' || c == '~') {
 			if (buf_append(b, s, 1) == -1)
-				return -1;
+				goto fail;
 			continue;
 		}
 		esc[0] = '%';
 		esc[1] = hex[c >> 4];
 		esc[2] = hex[c & 15];
 		if (buf_append(b, esc, 3) == -1)
-			return -1;
+			goto fail;
 	}
 	return 0;
+fail:
+	/* All or nothing, like buf_append. */
+	b->len = start;
+	if (b->data != NULL)
+		b->data[start] = '\0';
+	return -1;
 }
 
 void

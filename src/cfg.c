@@ -99,9 +99,14 @@ valid_listen(const char *v)
 	long		 port;
 
 	if (strncmp(v, "unix:", 5) == 0)
-		return v[5] == '/' && strlen(v + 5) < 108;
-	if ((colon = strrchr(v, ':')) == NULL || colon == v)
+		return v[5] == '/' && strlen(v + 5) > 1 && strlen(v + 5) < 108;
+	if ((colon = strrchr(v, ':')) == NULL || colon == v ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    strlen(colon + 1) > 5)
 		return 0;
+	for (const char *p = v; p < colon; p++)
+		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
+			return 0;
 	errno = 0;
 	port = strtol(colon + 1, &end, 10);
 	return errno == 0 && *end == '\0' && port > 0 && port < 65536;
@@ -319,10 +324,23 @@ cfg_word_in_list(const char *list, const char *word)
 	return list_any(list, word, word_eq);
 }
 
+/* A host name: [A-Za-z0-9.-], no empty label. */
+static int
+host_name_ok(const char *host)
+{
+	if (*host == '\0' || *host == '.' || host[strlen(host) - 1] == '.' ||
+	    strstr(host, "..") != NULL)
+		return 0;
+	for (; *host != '\0'; host++)
+		if (!isalnum((unsigned char)*host) && *host != '.' && *host != '-')
+			return 0;
+	return 1;
+}
+
 int
 cfg_host_in_list(const char *list, const char *host)
 {
-	if (*host == '\0')
+	if (!host_name_ok(host))
 		return 0;
 	return list_any(list, host, host_match);
 }

@@ -77,6 +77,8 @@ http_percent_decode(const char *in, size_t inlen, char *out, size_t outlen)
 {
 	size_t	 o = 0;
 
+	if (outlen == 0)
+		return -1;
 	for (size_t i = 0; i < inlen; i++) {
 		int c = (unsigned char)in[i];
 
