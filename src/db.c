@@ -195,6 +195,17 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "ORDER BY s.status",
 };
 
+/*
+ * Reads that may be retried once on a fresh connection when the old one
+ * turns out to be dead (e.g. the server restarted while we were idle).
+ */
+static const bool stmt_is_read[ST__MAX] = {
+	[ST_PING] = true, [ST_SCHEMA_VERSION] = true, [ST_KEY_LOOKUP] = true,
+	[ST_ORG_GET] = true, [ST_ORG_LIST] = true, [ST_KEY_LIST] = true,
+	[ST_INTEG_GET] = true, [ST_INTEG_LIST] = true, [ST_AUDIT_LIST] = true,
+	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
+};
+
 struct db {
 	PGconn	*conn;
 	char	*conninfo;
@@ -300,7 +311,7 @@ result_rc(struct db *db, const PGresult *res)
  * *out holds the result (caller clears). Returns a db_rc.
  */
 static enum db_rc
-run(struct db *db, enum stmt st, int n, const char *const *params,
+run_once(struct db *db, enum stmt st, int n, const char *const *params,
     PGresult **out)
 {
 	char		 name[16];
@@ -328,6 +339,19 @@ run(struct db *db, enum stmt st, int n, const char *const *params,
 	}
 	*out = res;
 	return DB_OK;
+}
+
+static enum db_rc
+run(struct db *db, enum stmt st, int n, const char *const *params,
+    PGresult **out)
+{
+	bool		 idle = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+	enum db_rc	 rc = run_once(db, st, n, params, out);
+
+	if (rc == DB_UNAVAILABLE && idle && stmt_is_read[st] &&
+	    db_ensure(db) == DB_OK)
+		rc = run_once(db, st, n, params, out);
+	return rc;
 }
 
 static enum db_rc

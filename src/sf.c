@@ -1259,8 +1259,18 @@ refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
 		err_set(err, SF_CONFIG, "internal", "no refresh token");
 		return -1;
 	}
-	return post_begin(sf, c, p, "token", login_base,
-	    "/services/oauth2/token", f, ARRAY_LEN(f), err);
+	if (post_begin(sf, c, p, "token", login_base, "/services/oauth2/token",
+	    f, ARRAY_LEN(f), err) == -1)
+		return -1;
+	/*
+	 * libcurl silently re-sends a request whose reused connection died
+	 * before any answer. Salesforce may have used the refresh token by
+	 * then; with rotation on, presenting it again revokes the whole grant.
+	 * A request on a fresh connection is never re-sent.
+	 */
+	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+	return 0;
 }
 
 int
