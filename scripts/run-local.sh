@@ -11,12 +11,17 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
 if [ -z "${SFC_SKIP_DEPS:-}" ]; then
-	scripts/deps.sh
+	sh scripts/deps.sh
 fi
 
 LOG=/tmp/sfconnect-build.log
 echo "building (log: $LOG)..."
-if ! { ./autogen.sh && ./configure --enable-test-hooks && make -j2; } >"$LOG" 2>&1; then
+PREV=""
+[ -x ./config.status ] && PREV=$(./config.status --config 2>/dev/null || true)
+# A tree last built by `SFC_SANITIZE=1 scripts/test.sh` is rebuilt from clean.
+if ! { ./autogen.sh && ./configure --enable-test-hooks &&
+	{ [ -z "$PREV" ] || [ "$PREV" = "$(./config.status --config)" ] || make clean; } &&
+	make -j2; } >"$LOG" 2>&1; then
 	tail -n 40 "$LOG"
 	echo "run-local: build failed (log: $LOG)" >&2
 	exit 1

@@ -50,7 +50,7 @@ broken() {
 # ---------------------------------------------------------------- dependencies
 if [ -z "${SFC_SKIP_DEPS:-}" ]; then
 	stage "dependencies"
-	SFC_DEPS_LOG="$LOGDIR/deps.log" scripts/deps.sh || broken "scripts/deps.sh" "$LOGDIR/deps.log"
+	SFC_DEPS_LOG="$LOGDIR/deps.log" sh scripts/deps.sh || broken "scripts/deps.sh" "$LOGDIR/deps.log"
 fi
 
 # ---------------------------------------------------------------- build

@@ -22,6 +22,7 @@ is what scripts/run-local.sh uses).
 """
 
 import argparse
+import atexit
 import base64
 import glob
 import http.client
@@ -94,6 +95,35 @@ def _tail(path, n=40):
         return f"({path} unreadable)"
 
 
+_LIVE = []          # stacks started and not yet stopped
+_CLEANUP_INSTALLED = False
+
+
+def _cleanup_live(*_):
+    for stack in list(_LIVE):
+        try:
+            stack.stop(check=False)
+        except Exception as e:  # best effort on the way out
+            print(f"harness: cleanup: {e}", file=sys.stderr)
+
+
+def _install_cleanup():
+    """Stop every live stack at exit and on SIGTERM/SIGHUP (e.g. `timeout`),
+    so that no PostgreSQL, nginx or sfconnectd outlives the test run."""
+    global _CLEANUP_INSTALLED
+    if _CLEANUP_INSTALLED:
+        return
+    _CLEANUP_INSTALLED = True
+    atexit.register(_cleanup_live)
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum, _frame):
+            _cleanup_live()
+            os._exit(128 + signum)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, on_signal)
+
+
 class CommandError(AssertionError):
     """A command of the stack (sfconnect-admin, psql...) failed."""
 
@@ -150,6 +180,7 @@ class Daemon:
                 raise RuntimeError(f"{self.name} exited {self.proc.returncode} at start-up:\n"
                                    + _tail(self.log_path))
             if self._socket_answers():
+                self.settle(max(1, deadline - time.monotonic()))
                 return
             time.sleep(0.05)
         raise RuntimeError(f"{self.name}: no socket {self.socket_path} after {timeout}s:\n"
@@ -180,6 +211,20 @@ class Daemon:
             if len(fields) > 1 and int(fields[1]) == self.proc.pid:
                 pids.append(int(stat.split("/")[2]))
         return sorted(pids)
+
+    def settle(self, timeout=10.0):
+        """Waits until the supervisor has forked its workers: at least
+        `workers` children, unchanged for 0.3 s. Answers their PIDs."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            if pids != last:
+                last, since = pids, time.monotonic()
+            elif len(pids) >= self.stack.workers and time.monotonic() - since >= 0.3:
+                break
+            time.sleep(0.05)
+        return last or []
 
     def stop(self, timeout=None):
         """SIGTERM, wait, then SIGKILL. Returns the exit code (None if not running)."""
@@ -269,7 +314,9 @@ class Stack:
             if not os.access(self.bin(name), os.X_OK):
                 raise RuntimeError(f"{self.bin(name)} is missing: build first "
                                    "(./autogen.sh && ./configure --enable-test-hooks && make)")
+        _install_cleanup()
         self.dir = tempfile.mkdtemp(prefix="sfc", dir="/tmp")
+        _LIVE.append(self)
         os.chmod(self.dir, 0o711)   # postgres must reach DIR/pg
         _verbose(f"directory {self.dir}")
         try:
@@ -300,6 +347,8 @@ class Stack:
         valgrind complained."""
         if self.dir is None:
             return
+        if self in _LIVE:
+            _LIVE.remove(self)
         for d in (self.daemon2, self.daemon):
             if d is not None:
                 if d.proc is not None and d.proc.poll() is not None:
@@ -849,9 +898,9 @@ Paste these into another shell:
   AUTH=$(curl -s -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
       -d '{{"return_to":"/admin/"}}' {api}/connect | python3 -c 'import sys,json; print(json.load(sys.stdin)["authorize_url"])')
 
-  # "sign in" at the simulator: it approves and redirects to our callback
-  curl -s --cacert {ca} -i "$AUTH"
-  CB=$(curl -s --cacert {ca} -o /dev/null -w '%{{redirect_url}}' "$AUTH")
+  # "sign in" at the simulator (curl -i "$AUTH" shows it): it approves and
+  # redirects to our callback with a code and the state
+  CB=$(curl -s --cacert {ca} -o /dev/null -w '%{{redirect_url}}' "$AUTH"); echo "$CB"
 
   # follow the callback: sfconnect exchanges the code and redirects with the OrgID
   curl -s -i "$CB"

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import unittest
 
@@ -472,11 +473,18 @@ class CorsTest(ApiCase):
         self.assertEqual(st, 204, body)
         self.assertEqual(h.get("access-control-allow-origin"), CORS_ORIGIN)
         methods = h.get("access-control-allow-methods", "").upper()
-        for m in ("GET", "POST", "DELETE"):
+        for m in ("GET", "DELETE"):   # the methods of this path
             self.assertIn(m, methods)
         allowed = h.get("access-control-allow-headers", "").lower()
         self.assertIn("authorization", allowed)
         self.assertIn("content-type", allowed)
+        # A POST-only path announces POST.
+        st, h, body = req("OPTIONS", "/api/v1/admin/orgs", headers={
+            "Origin": CORS_ORIGIN, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type"})
+        self.assertEqual(st, 204, body)
+        self.assertEqual(h.get("access-control-allow-origin"), CORS_ORIGIN)
+        self.assertIn("POST", h.get("access-control-allow-methods", "").upper())
 
     def test_other_origin_gets_nothing(self):
         for origin in ("https://evil.example", "https://app.example.test.evil.example",
@@ -562,14 +570,31 @@ class LogTest(ApiCase):
                 bad.append(line)
         self.assertEqual(bad[:5], [], "log lines that are not JSON objects")
 
+    def test_requests_are_logged_with_their_id(self):
+        rid = "log-probe-" + os.urandom(6).hex()
+        req("GET", SF.format("acme"), key=KEYS[("acme", "viewer")],
+            headers={"X-Request-Id": rid})
+        deadline = time.monotonic() + 5
+        found = []
+        while time.monotonic() < deadline and not found:
+            for line in STACK.daemon_log().splitlines():
+                if rid in line:
+                    try:
+                        found.append(json.loads(line))
+                    except ValueError:
+                        self.fail(f"not a JSON line: {line}")
+            time.sleep(0.1)
+        self.assertTrue(found, "no log line carries the request id")
+        self.assertTrue(any(f.get("request_id") == rid for f in found), found)
+
 
 # ---------------------------------------------------------------- processes
 # Named Z* so that they run after the others (unittest sorts by name).
 
 class ZProcessTest(ApiCase):
     def test_worker_killed_is_respawned(self):
-        before = STACK.daemon.worker_pids()
-        self.assertGreaterEqual(len(before), 1, "no worker processes found")
+        before = STACK.daemon.settle()
+        self.assertGreaterEqual(len(before), STACK.workers, f"too few children: {before}")
         os.kill(before[0], signal.SIGKILL)   # a child of the daemon we started
         deadline = time.monotonic() + 10
         after = []
@@ -598,6 +623,39 @@ class ZProcessTest(ApiCase):
             self.assertOk(req("GET", SF.format("via-two"), key=KEYS["operator"]))
         finally:
             self.assertIn(STACK.stop_second_daemon(), (0, -signal.SIGTERM))
+
+    def test_sigterm_lets_in_flight_requests_finish(self):
+        if not STACK.fakesf_info:
+            self.skipTest("needs the Salesforce simulator")
+        STACK.create_org("graceful")
+        admin = STACK.create_key("graceful", "admin", "graceful-admin")
+        service = STACK.create_key("graceful", "service", "graceful-service")
+        st, _, _ = STACK.connect_org("graceful", admin)
+        self.assertEqual(st, 303)
+        token = self.assertOk(req("GET", SF.format("graceful") + "/token", key=service))
+        gen = token["token_generation"]
+        # The next refresh takes 2 s at "Salesforce"; SIGTERM arrives meanwhile.
+        STACK.fakesf("POST", "fault", {"endpoint": "token_refresh", "kind": "delay",
+                                       "delay_ms": 2000, "count": 1})
+        out = {}
+
+        def slow():
+            out["r"] = req("GET", SF.format("graceful") + f"/token?force_refresh=1&generation={gen}",
+                           key=service)
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.7)
+        code = STACK.daemon.stop()
+        t.join(30)
+        try:
+            self.assertIn(code, (0, -signal.SIGTERM))
+            st, _, body = out["r"]
+            self.assertEqual(st, 200, f"in-flight request cut by SIGTERM: {body}")
+            self.assertEqual(body["token_generation"], gen + 1)
+        finally:
+            STACK.daemon.start()
+            STACK.wait_healthy()
+        self.assertOk(req("GET", SF.format("graceful"), key=service))
 
     def test_restart_is_graceful(self):
         code = STACK.restart_daemon()
