@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -537,6 +538,42 @@ class AdminCliTest(ApiCase):
         STACK.admin("migrate")
         STACK.admin("migrate")
         self.assertOk(req("GET", "/healthz"))
+
+    def test_migrate_refuses_a_newer_database(self):
+        STACK.psql("INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')")
+        try:
+            p = STACK.admin_run("migrate")
+            self.assertNotEqual(p.returncode, 0, p.stdout)
+            self.assertIn("newer", p.stderr)
+            p = STACK.admin_run("org", "list")
+            self.assertNotEqual(p.returncode, 0, "ran on a schema it does not know")
+        finally:
+            STACK.psql("DELETE FROM schema_migrations WHERE version = 9999")
+        STACK.admin("migrate")
+
+    def test_bad_config_stops_startup_naming_the_key(self):
+        with open(STACK.daemon.config_path) as f:
+            lines = f.read().splitlines()
+        cases = {
+            "database_url": [l for l in lines if not l.startswith("database_url")],
+            "workers": lines + ["workers = many"],
+            "public_base_url": [l for l in lines if not l.startswith("public_base_url")]
+            + ["public_base_url = ftp://example.com"],
+            "frobnicate": lines + ["frobnicate = 1"],
+        }
+        for key, content in cases.items():
+            with self.subTest(key=key):
+                path = STACK.path(f"bad-{key}.conf")
+                with open(path, "w") as f:
+                    f.write("\n".join(content) + "\n")
+                for prog in ("sfconnectd", "sfconnect-admin"):
+                    argv = [STACK.bin(prog), "-c", path] + (["org", "list"] if prog == "sfconnect-admin" else [])
+                    p = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                                       stdin=subprocess.DEVNULL)
+                    self.assertNotEqual(p.returncode, 0)
+                    err = p.stderr.strip().splitlines()
+                    self.assertEqual(len(err), 1, p.stderr)
+                    self.assertIn(key, err[0])
 
     def test_lists(self):
         self.assertIn("acme", STACK.admin("org", "list"))

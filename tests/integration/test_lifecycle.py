@@ -358,6 +358,27 @@ class InvalidTest(LifecycleCase):
         self.assertError(token(slug, keys["service"], "?force_refresh=1"), 409,
                          "integration_invalid")
 
+    def test_admin_cli_check(self):
+        slug = "inv-cli"
+        keys = new_org(slug)
+        sf_org_id = connect(slug, keys["admin"])
+        refreshes = len(STACK.fakesf("GET", "requests?endpoint=token_refresh"))
+        out = STACK.admin("check", "--org", slug)
+        self.assertRegex(out, rf"^{slug}\tconnected\t{sf_org_id}\t-$")
+        self.assertEqual(len(STACK.fakesf("GET", "requests?endpoint=token_refresh")),
+                         refreshes + 1, "the CLI check did not refresh")
+        STACK.fakesf("POST", "revoke_refresh", {"org_id": sf_org_id})
+        p = STACK.admin_run("check", "--org", slug)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertRegex(p.stdout, rf"^{slug}\tinvalid\t{sf_org_id}\tinvalid_grant$")
+        self.assertInvalid(slug, keys, "invalid_grant")
+        p = STACK.admin_run("check", "--org", "no-such-org")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertTrue(p.stderr.strip())
+        p = STACK.admin_run("check", "--all")
+        self.assertRegex(p.stdout, r"^all: \d+ checked: \d+ connected, \d+ degraded, "
+                         r"\d+ invalid$")
+
     def test_revoked_at_salesforce_then_reconnect(self):
         slug = "inv-revoked"
         keys = new_org(slug)
