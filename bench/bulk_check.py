@@ -26,7 +26,7 @@ from harness import Stack  # noqa: E402
 
 def listen_overflows():
     """The kernel's count of connections dropped because a listen queue was
-    full (the simulator's is small): a rate limited by it is the simulator's."""
+    full: a rate limited by drops is the simulator's, not sfconnectd's."""
     try:
         with open("/proc/net/netstat") as f:
             lines = f.read().splitlines()
@@ -112,8 +112,8 @@ def main(argv=None):
         print(f"{level:11d}  {med:6.1f}  {best:6.1f}  {wall:10.1f}  "
               f"{'-' if overflows is None else overflows:>16}")
     print("(listen-overflows: connections the kernel dropped because a listen queue was "
-          "full, machine-wide; the simulator's queue is socketserver's default of 5, and "
-          "each drop costs a 1 s SYN retransmit)")
+          "full, machine-wide; each drop costs a 1 s SYN retransmit, so a run with drops "
+          "measures the simulator)")
     return 0
 
 
