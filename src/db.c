@@ -55,6 +55,8 @@ enum stmt {
 	ST_INTEG_FAILED,
 	ST_NOW,
 	ST_STATUS_COUNTS,
+	ST_SEALED_ORGS,
+	ST_INTEG_RESEAL,
 	ST__MAX
 };
 
@@ -188,6 +190,12 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "  THEN now() + make_interval(secs => $6::double precision) END, "
 	    "updated_at = now() WHERE org_id = $1 AND status <> 'disconnected'",
 	[ST_NOW] = "SELECT extract(epoch from clock_timestamp())::text",
+	[ST_SEALED_ORGS] =
+	    "SELECT org_id FROM integrations WHERE access_token_enc IS NOT NULL "
+	    "OR refresh_token_enc IS NOT NULL ORDER BY org_id",
+	[ST_INTEG_RESEAL] =
+	    "UPDATE integrations SET access_token_enc = $2, "
+	    "refresh_token_enc = $3, updated_at = now() WHERE org_id = $1",
 	[ST_STATUS_COUNTS] =
 	    "SELECT s.status, count(i.org_id) FROM unnest(ARRAY['disconnected', "
 	    "'connected', 'degraded', 'invalid']) AS s(status) "
@@ -1034,4 +1042,34 @@ db_status_counts(struct db *db, void (*fn)(const char *status, long long n,
 		fn(PQgetvalue(res, row, 0), ll_col(res, row, 1), arg);
 	PQclear(res);
 	return DB_OK;
+}
+
+enum db_rc
+db_sealed_orgs(struct db *db, void (*fn)(long long org_id, void *arg),
+    void *arg)
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, ST_SEALED_ORGS, 0, NULL, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	for (int row = 0; row < PQntuples(res); row++)
+		fn(ll_col(res, row, 0), arg);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_integration_reseal(struct db *db, long long org_id, const char *access_enc,
+    const char *refresh_enc)
+{
+	char		 id[24];
+	const char	*params[3] = { id, access_enc, refresh_enc };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	rc = run(db, ST_INTEG_RESEAL, 3, params, &res);
+	PQclear(res);
+	return rc;
 }

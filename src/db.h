@@ -165,6 +165,13 @@ enum db_rc	 db_state_consume(struct db *db, const char *state_hash,
 		    struct oauth_state *st);
 void		 db_state_clear(struct oauth_state *st);
 
+/* Calls fn with each org that has sealed tokens (for key rotation). */
+enum db_rc	 db_sealed_orgs(struct db *db,
+		    void (*fn)(long long org_id, void *arg), void *arg);
+/* Replaces the sealed tokens (same plaintexts, new key); row locked by the caller. */
+enum db_rc	 db_integration_reseal(struct db *db, long long org_id,
+		    const char *access_enc, const char *refresh_enc);
+
 /* Calls fn with the number of integrations in each status. */
 enum db_rc	 db_status_counts(struct db *db,
 		    void (*fn)(const char *status, long long n, void *arg),

@@ -31,6 +31,7 @@ static int cmd_key_create(struct db *, int, char **);
 static int cmd_key_list(struct db *, int, char **);
 static int cmd_key_revoke(struct db *, int, char **);
 static int cmd_check(struct db *, int, char **);
+static int cmd_rotate_keys(struct db *, int, char **);
 
 static const struct cmd cmds[] = {
 	{ "migrate", NULL, cmd_migrate, "migrate" },
@@ -42,6 +43,7 @@ static const struct cmd cmds[] = {
 	{ "key", "list", cmd_key_list, "key list [--org SLUG]" },
 	{ "key", "revoke", cmd_key_revoke, "key revoke ID" },
 	{ "check", NULL, cmd_check, "check --org SLUG | check --all" },
+	{ "rotate-keys", NULL, cmd_rotate_keys, "rotate-keys" },
 };
 #define NCMDS	(sizeof(cmds) / sizeof(cmds[0]))
 
@@ -318,6 +320,125 @@ out:
 	crypto_free_secret(app.client_secret);
 	curl_global_cleanup();
 	return rc;
+}
+
+struct org_ids {
+	long long	*ids;
+	size_t		 n, cap;
+	int		 oom;
+};
+
+static void
+collect_org(long long org_id, void *arg)
+{
+	struct org_ids	*list = arg;
+	long long	*p;
+
+	if (list->n == list->cap) {
+		size_t cap = list->cap ? list->cap * 2 : 64;
+
+		if ((p = realloc(list->ids, cap * sizeof(*p))) == NULL) {
+			list->oom = 1;
+			return;
+		}
+		list->ids = p;
+		list->cap = cap;
+	}
+	list->ids[list->n++] = org_id;
+}
+
+/*
+ * Re-seals one column value with the current key when it was sealed with
+ * an older one. *out gets the value to store (caller frees); -1 when the
+ * value cannot be opened with any configured key.
+ */
+static int
+reseal(const struct crypto_keyring *kr, long long org_id, const char *column,
+    const char *sealed, char **out, int *changed)
+{
+	char	 aad[128], *plain;
+
+	*out = NULL;
+	if (sealed == NULL)
+		return 0;
+	if (!crypto_sealed_needs_rotation(kr, sealed))
+		return (*out = strdup(sealed)) != NULL ? 0 : -1;
+	snprintf(aad, sizeof(aad), "org:%lld:%s", org_id, column);
+	if ((plain = crypto_open(kr, aad, sealed)) == NULL)
+		return -1;
+	*out = crypto_seal(kr, aad, plain);
+	crypto_free_secret(plain);
+	*changed = 1;
+	return *out != NULL ? 0 : -1;
+}
+
+/* Re-seals one org's tokens under its row lock. 1 changed, 0 not, -1 error. */
+static int
+rotate_org(struct db *db, const struct crypto_keyring *kr, long long org_id,
+    long lock_timeout_ms)
+{
+	struct integration	 integ = { .org_id = 0 };
+	char			*access = NULL, *refresh = NULL;
+	int			 changed = 0, rc = -1;
+
+	if (db_begin(db) != DB_OK ||
+	    db_integration_lock(db, org_id, lock_timeout_ms, &integ) != DB_OK)
+		goto out;
+	if (reseal(kr, org_id, "access_token", integ.access_token_enc, &access,
+	    &changed) == -1 || reseal(kr, org_id, "refresh_token",
+	    integ.refresh_token_enc, &refresh, &changed) == -1) {
+		fprintf(stderr, "sfconnect-admin: rotate-keys: org %s: tokens "
+		    "cannot be opened with the configured keys\n", integ.org_slug);
+		goto out;
+	}
+	if (changed && db_integration_reseal(db, org_id, access, refresh) != DB_OK)
+		goto out;
+	if (db_commit(db) == DB_OK)
+		rc = changed;
+out:
+	db_rollback(db);
+	db_integration_clear(&integ);
+	free(access);
+	free(refresh);
+	return rc;
+}
+
+/* Re-seals every stored token with the current token key. */
+static int
+cmd_rotate_keys(struct db *db, int argc, char **argv)
+{
+	struct crypto_keyring	*kr = NULL;
+	struct org_ids		 list = { .ids = NULL };
+	char			 err[512];
+	int			 rotated = 0, failed = 0, rc;
+
+	(void)argv;
+	if (argc != 0)
+		usage();
+	if (crypto_keyring_load(&kr, loaded_cfg->token_key_file,
+	    loaded_cfg->token_previous_key_files, err, sizeof(err)) == -1) {
+		fprintf(stderr, "sfconnect-admin: %s\n", err);
+		return 1;
+	}
+	if (report_db("rotate-keys", db_sealed_orgs(db, collect_org, &list)) != 0 ||
+	    list.oom) {
+		free(list.ids);
+		crypto_keyring_free(kr);
+		return 1;
+	}
+	for (size_t i = 0; i < list.n; i++) {
+		rc = rotate_org(db, kr, list.ids[i],
+		    loaded_cfg->refresh_lock_timeout_ms);
+		if (rc == -1)
+			failed++;
+		else
+			rotated += rc;
+	}
+	printf("re-sealed the tokens of %d of %zu orgs with key %s; %d failed\n",
+	    rotated, list.n, crypto_keyring_current_id(kr), failed);
+	free(list.ids);
+	crypto_keyring_free(kr);
+	return failed == 0 ? 0 : 1;
 }
 
 int

@@ -981,6 +981,53 @@ class TimingTest(OAuthCase):
         self.assertLess(statistics.median(first), 1000)
 
 
+# ---------------------------------------------------------------- key rotation
+
+class ZyKeyRotationTest(OAuthCase):
+    """A new token key with the old one as previous: tokens stay readable,
+    rotate-keys re-seals them, and then the old key is no longer needed."""
+
+    def kid_of(self, slug):
+        rows = STACK.psql("SELECT split_part(access_token_enc, ':', 2), "
+                          "split_part(refresh_token_enc, ':', 2) FROM integrations i "
+                          f"JOIN orgs o ON o.id = i.org_id WHERE o.slug = '{slug}'")
+        self.assertEqual(len(rows), 1, rows)
+        self.assertEqual(rows[0][0], rows[0][1], rows)
+        return rows[0][0]
+
+    def token(self, slug, key):
+        st, _, body = req("GET", SF.format(slug) + "/token", key=key)
+        self.assertEqual(st, 200, body)
+        return body["access_token"]
+
+    def test_rotation(self):
+        slug, keys = self.make_org("rot", roles=("admin", "service"))
+        self.assertConnectedRedirect(self.connect(slug, keys["admin"]))
+        old_kid = self.kid_of(slug)
+        before = self.token(slug, keys["service"])
+        old_key = STACK.config_values(STACK.daemon.socket_path)["token_key_file"]
+        new_key = STACK.new_token_key("token2.key")
+        STACK.restart_daemon(config={"token_key_file": new_key,
+                                     "token_previous_key_files": old_key})
+        self.assertEqual(self.token(slug, keys["service"]), before)
+        out = STACK.admin("rotate-keys")
+        self.assertRegex(out, r"^re-sealed the tokens of [1-9]\d* of \d+ orgs with key "
+                         r"[0-9a-f]{8}; 0 failed$")
+        new_kid = self.kid_of(slug)
+        self.assertNotEqual(new_kid, old_kid)
+        self.assertIn(new_kid, out)
+        self.assertEqual(self.token(slug, keys["service"]), before)
+        # Nothing is sealed with the old key any more.
+        rows = STACK.psql("SELECT count(*) FROM integrations WHERE "
+                          f"access_token_enc LIKE 'v1:{old_kid}:%' OR "
+                          f"refresh_token_enc LIKE 'v1:{old_kid}:%'")
+        self.assertEqual(str(rows[0][0]), "0", rows)
+        self.assertRegex(STACK.admin("rotate-keys"), r"^re-sealed the tokens of 0 of ")
+        st, _, body = req("POST", SF.format(slug) + "/check", key=keys["admin"])
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["status"], "connected", body)
+
+
 # ---------------------------------------------------------------- secrets (runs last)
 
 class ZzSecretsTest(OAuthCase):
