@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "api.h"
 #include "crypto.h"
 #include "db.h"
@@ -126,6 +128,8 @@ api_json(struct ctx *c, int status, cJSON *body)
 	} else
 		c->res->status = status;
 	c->res->content_type = "application/json";
+	if (text != NULL)
+		OPENSSL_cleanse(text, strlen(text));
 	free(text);
 	cJSON_Delete(body);
 	return 0;
@@ -497,5 +501,7 @@ api_handle(struct app *app, const struct http_request *req,
 	http_add_header(res, "X-Request-Id", req->request_id);
 	add_cors(&c);
 	dispatch(&c);
+	if (app->db != NULL)
+		(void)db_end_request(app->db);
 	log_info("request", "%s %s -> %d", req->method, req->path, res->status);
 }

@@ -106,7 +106,7 @@ h_admin_key_create(struct ctx *c)
 	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "id", key.id);
-	cJSON_AddStringToObject(o, "key", key.key);
+	cJSON_AddItemToObject(o, "key", cJSON_CreateStringReference(key.key));
 	cJSON_AddStringToObject(o, "role", role_name(role));
 	cJSON_AddStringToObject(o, "org", c->org.slug);
 	cJSON_AddStringToObject(o, "label", label ? label : "");

@@ -18,13 +18,6 @@
 #define DEFAULT_RETURN_TO	"/admin/integrations"
 #define MAX_RETURN_TO		512
 
-/* AAD binding a sealed value to its row and column. */
-static void
-aad_for(char *out, size_t outlen, long long org_id, const char *column)
-{
-	snprintf(out, outlen, "org:%lld:%s", org_id, column);
-}
-
 /*
  * true when return_to is a local path ("/x", never "//x" or "/\x") or a URL
  * on an origin of allowed_return_origins.
@@ -92,7 +85,7 @@ h_connect(struct ctx *c)
 	const char	*environment, *my_domain, *return_to;
 	bool		 allow_change = false;
 	cJSON		*body = NULL, *o;
-	char		 login_base[300], err[300], state_hash[65], actor[160];
+	char		 login_base[256], err[300], state_hash[65], actor[160];
 	char		 aad[128], *state = NULL, *verifier = NULL;
 	char		*challenge = NULL, *verifier_enc = NULL, *url = NULL;
 	char		 detail[512];
@@ -154,21 +147,23 @@ out:
 
 /* The outcome of a callback, for the redirect or the JSON answer. */
 struct outcome {
-	bool	 ok;
-	char	 reason[64];		/* snake_case, when !ok */
-	char	 message[256];
-	int	 json_status;		/* when !ok */
-	char	 org_id[19];		/* when ok */
+	bool		 ok;
+	char		 reason[64];	/* snake_case, when !ok: for return_to */
+	char		 message[256];
+	int		 json_status;	/* when !ok */
+	const char	*json_code;	/* when !ok: a code of DESIGN.md's list */
+	char		 org_id[19];	/* when ok */
 };
 
 static void
-fail(struct outcome *out, int json_status, const char *reason,
-    const char *message)
+fail(struct outcome *out, int json_status, const char *json_code,
+    const char *reason, const char *message)
 {
 	size_t	 n = 0;
 
 	out->ok = false;
 	out->json_status = json_status;
+	out->json_code = json_code;
 	/* reason goes into a URL: keep only [a-z0-9_]. */
 	for (const char *p = reason; *p != '\0' && n + 1 < sizeof(out->reason); p++)
 		if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
@@ -180,10 +175,32 @@ fail(struct outcome *out, int json_status, const char *reason,
 	snprintf(out->message, sizeof(out->message), "%s", message);
 }
 
+/* A failed Salesforce call: 502, unavailable when transient. */
+static void
+fail_sf(struct outcome *out, const struct sf_error *err)
+{
+	fail(out, 502, err->kind == SF_TRANSIENT ? "salesforce_unavailable" :
+	    "salesforce_error", err->code, err->message);
+}
+
 static bool
 wants_json(const struct ctx *c)
 {
 	return strstr(c->req->accept, "application/json") != NULL;
+}
+
+/* The error JSON of DESIGN.md, plus error.reason: the return_to reason. */
+static void
+callback_error(struct ctx *c, const struct outcome *out)
+{
+	cJSON	*root = cJSON_CreateObject(), *err;
+
+	err = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddStringToObject(err, "code", out->json_code);
+	cJSON_AddStringToObject(err, "message", out->message);
+	cJSON_AddStringToObject(err, "reason", out->reason);
+	cJSON_AddStringToObject(root, "request_id", c->req->request_id);
+	api_json(c, out->json_status, root);
 }
 
 /* Answers the callback: a 303 to return_to, or JSON. */
@@ -198,8 +215,7 @@ answer_callback(struct ctx *c, const struct oauth_state *st,
 
 	if (wants_json(c)) {
 		if (!out->ok) {
-			api_error(c, out->json_status, out->reason, "%s",
-			    out->message);
+			callback_error(c, out);
 			return;
 		}
 		if ((rc = db_integration_get(c->app->db, st->org_id, &integ)) != DB_OK) {
@@ -253,22 +269,25 @@ audit_callback(struct ctx *c, const struct oauth_state *st, const char *action,
 	return rc;
 }
 
-/* Best-effort revoke of a sealed refresh token. */
-static void
+/* Best-effort revoke of a sealed refresh token; true when it is dead now. */
+static bool
 revoke_sealed(struct ctx *c, long long org_id, const char *login_host,
     const char *sealed)
 {
 	struct sf_error	 err;
 	char		 aad[128], *token;
+	bool		 revoked;
 
 	if (sealed == NULL)
-		return;
-	aad_for(aad, sizeof(aad), org_id, "refresh_token");
+		return false;
+	sealed_aad(aad, sizeof(aad), org_id, "refresh_token");
 	if ((token = crypto_open(c->app->keyring, aad, sealed)) == NULL)
-		return;
-	if (sf_revoke(c->app->sf, login_host, token, &err) == -1)
+		return false;
+	revoked = sf_revoke(c->app->sf, login_host, token, &err) == 0;
+	if (!revoked)
 		log_warn("revoke_failed", "org %lld: %s", org_id, err.code);
 	crypto_free_secret(token);
+	return revoked;
 }
 
 /*
@@ -286,24 +305,26 @@ store_connection(struct ctx *c, const struct oauth_state *st,
 	char			 aad[128], *access_enc = NULL, *refresh_enc = NULL;
 	int			 rc, locked = 0;
 
-	aad_for(aad, sizeof(aad), st->org_id, "access_token");
+	sealed_aad(aad, sizeof(aad), st->org_id, "access_token");
 	access_enc = crypto_seal(c->app->keyring, aad, tok->access_token);
-	aad_for(aad, sizeof(aad), st->org_id, "refresh_token");
+	sealed_aad(aad, sizeof(aad), st->org_id, "refresh_token");
 	refresh_enc = crypto_seal(c->app->keyring, aad, tok->refresh_token);
 	if (access_enc == NULL || refresh_enc == NULL) {
-		fail(out, 500, "internal", "could not seal the tokens");
-		goto out;
-	}
-	if ((rc = db_begin(c->app->db)) != DB_OK ||
-	    (rc = db_integration_lock(c->app->db, st->org_id,
-	    c->app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK) {
-		fail(out, 503, "service_unavailable", "the database is unavailable");
+		fail(out, 500, "internal", "internal", "could not seal the tokens");
 		goto out;
 	}
 	locked = 1;
+	if ((rc = db_begin(c->app->db)) != DB_OK ||
+	    (rc = db_integration_lock(c->app->db, st->org_id,
+	    c->app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK) {
+		fail(out, 503, "service_unavailable", "service_unavailable",
+		    "the database is unavailable");
+		goto out;
+	}
 	if (strcmp(integ.status, "disconnected") != 0 &&
 	    strcmp(integ.sf_org_id, id->org_id) != 0 && !st->allow_org_change) {
-		fail(out, 409, "org_mismatch", "this Salesforce org is not the "
+		fail(out, 409, "conflict", "org_mismatch", "this Salesforce org "
+		    "is not the "
 		    "connected one; connect again with allow_org_change to "
 		    "switch orgs, or remove the integration first");
 		goto out;
@@ -319,7 +340,8 @@ store_connection(struct ctx *c, const struct oauth_state *st,
 	if ((rc = db_integration_connect(c->app->db, st->org_id, &conn)) != DB_OK ||
 	    audit_callback(c, st, "connected", NULL, id->org_id,
 	    integ.sf_org_id) != DB_OK || (rc = db_commit(c->app->db)) != DB_OK) {
-		fail(out, 503, "service_unavailable", "the database is unavailable");
+		fail(out, 503, "service_unavailable", "service_unavailable",
+		    "the database is unavailable");
 		goto out;
 	}
 	locked = 0;
@@ -349,26 +371,29 @@ complete_connect(struct ctx *c, const struct oauth_state *st, const char *code,
 
 	snprintf(aad, sizeof(aad), "state:%s:verifier", st->state_hash);
 	if ((verifier = crypto_open(c->app->keyring, aad, st->verifier_enc)) == NULL) {
-		fail(out, 500, "internal", "the state could not be opened");
+		fail(out, 500, "internal", "internal", "the state could not be "
+		    "opened");
 		goto out;
 	}
 	if (sf_exchange_code(c->app->sf, st->login_host, code, verifier, &tok,
 	    &err) == -1) {
-		fail(out, 502, err.code, err.message);
+		fail_sf(out, &err);
 		goto out;
 	}
 	if (tok.refresh_token == NULL) {
-		fail(out, 502, "no_refresh_token", "Salesforce issued no refresh "
+		fail(out, 502, "salesforce_error", "no_refresh_token",
+		    "Salesforce issued no refresh "
 		    "token: the app's OAuth scopes must include refresh_token "
 		    "(offline_access)");
 		goto revoke;
 	}
 	if (sf_identity(c->app->sf, &tok, &id, &err) == -1) {
-		fail(out, 502, err.code, err.message);
+		fail_sf(out, &err);
 		goto revoke;
 	}
 	if (!id.active) {
-		fail(out, 502, "inactive_user", "the Salesforce user is not active");
+		fail(out, 502, "salesforce_error", "inactive_user",
+		    "the Salesforce user is not active");
 		goto revoke;
 	}
 	store_connection(c, st, &tok, &id, out, &old_refresh, old_host,
@@ -416,7 +441,8 @@ h_callback(struct ctx *c)
 		return api_db_error(c, rc);
 	snprintf(st.state_hash, sizeof(st.state_hash), "%s", state_hash);
 	if (has_error == 1 || has_code != 1 || code[0] == '\0') {
-		fail(&out, 400, has_error == 1 ? error : "invalid_request",
+		fail(&out, 400, "bad_request",
+		    has_error == 1 ? error : "invalid_request",
 		    desc[0] ? desc : "Salesforce did not authorize the connection");
 		audit_callback(c, &st, strcmp(out.reason, "access_denied") == 0 ?
 		    "connect_denied" : "connect_failed", out.reason, NULL, NULL);
@@ -431,44 +457,60 @@ h_callback(struct ctx *c)
 	return 0;
 }
 
+/*
+ * Under the org's row lock: revokes the refresh token (best effort), clears
+ * the row and audits, in one transaction. A concurrent refresh cannot slip
+ * a rotated token in between, and two removals audit once.
+ */
+static int
+disconnect_locked(struct ctx *c, bool *revoked)
+{
+	struct integration	 integ = { .org_id = 0 };
+	char			 actor[160], *detail = NULL;
+	cJSON			*o;
+	int			 rc;
+
+	*revoked = false;
+	if ((rc = db_begin(c->app->db)) != DB_OK ||
+	    (rc = db_integration_lock(c->app->db, c->org.id,
+	    c->app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK)
+		goto out;
+	if (strcmp(integ.status, "disconnected") == 0) {
+		rc = DB_OK;
+		goto out;
+	}
+	*revoked = revoke_sealed(c, integ.org_id, integ.login_host,
+	    integ.refresh_token_enc);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "salesforce_org_id", integ.sf_org_id);
+	cJSON_AddBoolToObject(o, "revoked", *revoked);
+	detail = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (detail == NULL) {
+		rc = DB_ERROR;
+		goto out;
+	}
+	if ((rc = db_integration_disconnect(c->app->db, c->org.id)) == DB_OK &&
+	    (rc = db_audit_add(c->app->db, c->org.id, api_actor(c, actor,
+	    sizeof(actor)), "disconnected", detail)) == DB_OK)
+		rc = db_commit(c->app->db);
+out:
+	db_rollback(c->app->db);
+	db_integration_clear(&integ);
+	free(detail);
+	return rc;
+}
+
 int
 h_disconnect(struct ctx *c)
 {
 	struct integration	 integ;
-	struct sf_error		 err;
-	char			 aad[128], actor[160], detail[256], *token = NULL;
-	bool			 revoked = false;
+	bool			 revoked;
 	cJSON			*o;
 	int			 rc;
 
-	if ((rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK)
-		return api_db_error(c, rc);
-	if (integ.refresh_token_enc != NULL) {
-		aad_for(aad, sizeof(aad), c->org.id, "refresh_token");
-		token = crypto_open(c->app->keyring, aad, integ.refresh_token_enc);
-		if (token != NULL && sf_revoke(c->app->sf, integ.login_host,
-		    token, &err) == 0)
-			revoked = true;
-		else if (token != NULL)
-			log_warn("revoke_failed", "org %s: %s", c->org.slug,
-			    err.code);
-		crypto_free_secret(token);
-	}
-	if (strcmp(integ.status, "disconnected") != 0) {
-		snprintf(detail, sizeof(detail), "{\"salesforce_org_id\":\"%s\","
-		    "\"revoked\":%s}", integ.sf_org_id, revoked ? "true" : "false");
-		if ((rc = db_begin(c->app->db)) != DB_OK ||
-		    (rc = db_integration_disconnect(c->app->db, c->org.id)) != DB_OK ||
-		    (rc = db_audit_add(c->app->db, c->org.id, api_actor(c, actor,
-		    sizeof(actor)), "disconnected", detail)) != DB_OK ||
-		    (rc = db_commit(c->app->db)) != DB_OK) {
-			db_rollback(c->app->db);
-			db_integration_clear(&integ);
-			return api_db_error(c, rc);
-		}
-	}
-	db_integration_clear(&integ);
-	if ((rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK)
+	if ((rc = disconnect_locked(c, &revoked)) != DB_OK ||
+	    (rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK)
 		return api_db_error(c, rc);
 	o = status_object(&integ);
 	cJSON_AddBoolToObject(o, "revoked", revoked);

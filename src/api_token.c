@@ -61,14 +61,16 @@ h_token(struct ctx *c)
 	if (rc != LC_OK)
 		return lc_error(c, rc, &err);
 	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "access_token", tok.access_token);
+	/* A reference: the only copies are ours (cleansed) and the response's. */
+	cJSON_AddItemToObject(o, "access_token",
+	    cJSON_CreateStringReference(tok.access_token));
 	cJSON_AddStringToObject(o, "instance_url", tok.instance_url);
 	time_rfc3339((time_t)(tok.issued_at_ms / 1000), issued);
 	cJSON_AddStringToObject(o, "issued_at", issued);
 	cJSON_AddStringToObject(o, "salesforce_org_id", tok.sf_org_id);
 	cJSON_AddNumberToObject(o, "token_generation", (double)tok.generation);
-	lc_token_clear(&tok);
 	api_json(c, 200, o);
+	lc_token_clear(&tok);
 	return 0;
 }
 

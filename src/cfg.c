@@ -38,7 +38,7 @@ static const struct cfg_key keys[] = {
 	{ "access_token_max_age_s", CFG_LONG, S(access_token_max_age_s), "3600", 0, 1, 86400 },
 	{ "check_interval_s", CFG_LONG, S(check_interval_s), "86400", 0, 1, 30 * 86400 },
 	{ "check_concurrency", CFG_LONG, S(check_concurrency), "8", 0, 1, 256 },
-	{ "refresh_lock_timeout_ms", CFG_LONG, S(refresh_lock_timeout_ms), "15000", 0, 100, 120000 },
+	{ "refresh_lock_timeout_ms", CFG_LONG, S(refresh_lock_timeout_ms), "25000", 0, 100, 300000 },
 	{ "allowed_return_origins", CFG_STR, S(allowed_return_origins), "", 1, 0, 0 },
 	{ "webhook_url", CFG_STR, S(webhook_url), "", 1, 0, 0 },
 	{ "webhook_secret_file", CFG_STR, S(webhook_secret_file), "", 1, 0, 0 },

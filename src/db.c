@@ -32,7 +32,6 @@
 
 enum stmt {
 	ST_PING,
-	ST_SCHEMA_VERSION,
 	ST_KEY_LOOKUP,
 	ST_ORG_GET,
 	ST_ORG_CREATE,
@@ -62,8 +61,6 @@ enum stmt {
 
 static const char *const stmt_sql[ST__MAX] = {
 	[ST_PING] = "SELECT 1",
-	[ST_SCHEMA_VERSION] =
-	    "SELECT coalesce(max(version), 0) FROM schema_migrations",
 	[ST_KEY_LOOKUP] =
 	    "SELECT k.id, k.role, coalesce(k.org_id, 0), " TXT("o.slug") ", "
 	    "k.label, k.key_hash FROM api_keys k "
@@ -132,7 +129,7 @@ static const char *const stmt_sql[ST__MAX] = {
 	[ST_INTEG_CONNECT] =
 	    "UPDATE integrations SET status = 'connected', "
 	    "previous_sf_org_id = CASE WHEN sf_org_id IS DISTINCT FROM $2 "
-	    "  THEN coalesce(sf_org_id, previous_sf_org_id) "
+	    "  THEN nullif(coalesce(sf_org_id, previous_sf_org_id), $2) "
 	    "  ELSE previous_sf_org_id END, "
 	    "sf_org_id = $2, sf_user_id = $3, sf_username = $4, "
 	    "sf_display_name = $5, instance_url = $6, environment = $7, "
@@ -180,7 +177,7 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "last_error_message = NULL, last_error_at = NULL, "
 	    "failure_count = 0, next_retry_at = NULL, updated_at = now() "
 	    "WHERE org_id = $1 AND status <> 'disconnected' "
-	    "RETURNING token_generation",
+	    "AND token_generation = $6 RETURNING token_generation",
 	[ST_INTEG_FAILED] =
 	    "UPDATE integrations SET status = $2, last_error_kind = $3, "
 	    "last_error_code = $4, last_error_message = $5, "
@@ -208,7 +205,7 @@ static const char *const stmt_sql[ST__MAX] = {
  * turns out to be dead (e.g. the server restarted while we were idle).
  */
 static const bool stmt_is_read[ST__MAX] = {
-	[ST_PING] = true, [ST_SCHEMA_VERSION] = true, [ST_KEY_LOOKUP] = true,
+	[ST_PING] = true, [ST_KEY_LOOKUP] = true,
 	[ST_ORG_GET] = true, [ST_ORG_LIST] = true, [ST_KEY_LIST] = true,
 	[ST_INTEG_GET] = true, [ST_INTEG_LIST] = true, [ST_AUDIT_LIST] = true,
 	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
@@ -381,10 +378,32 @@ db_begin(struct db *db)
 	return exec_simple(db, "BEGIN");
 }
 
+/* A COMMIT of a failed transaction "succeeds" with the tag ROLLBACK. */
 enum db_rc
 db_commit(struct db *db)
 {
-	return exec_simple(db, "COMMIT");
+	PGresult	*res = PQexec(db->conn, "COMMIT");
+	enum db_rc	 rc = DB_OK;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = result_rc(db, res);
+	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		log_error("db_error", "the transaction was rolled back");
+		rc = DB_ERROR;
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_end_request(struct db *db)
+{
+	if (PQtransactionStatus(db->conn) == PQTRANS_IDLE ||
+	    PQtransactionStatus(db->conn) == PQTRANS_UNKNOWN)
+		return DB_OK;
+	log_error("db_error", "a transaction was left open: rolled back");
+	db_rollback(db);
+	return DB_ERROR;
 }
 
 void
@@ -893,12 +912,15 @@ enum db_rc
 db_integration_lock(struct db *db, long long org_id, long lock_timeout_ms,
     struct integration *integ)
 {
-	char		 id[24], sql[64];
+	char		 id[24], sql[128];
 	const char	*param = id;
 	PGresult	*res;
 	enum db_rc	 rc;
 
-	snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %ld", lock_timeout_ms);
+	/* The statement timeout must not cut a lock wait short (a 500, not a 503). */
+	snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %ld; "
+	    "SET LOCAL statement_timeout = %ld", lock_timeout_ms,
+	    lock_timeout_ms + 30000);
 	if ((rc = exec_simple(db, sql)) != DB_OK)
 		return rc;
 	snprintf(id, sizeof(id), "%lld", org_id);
@@ -995,15 +1017,16 @@ db_integration_refreshed(struct db *db, long long org_id,
     const char *access_enc, const char *refresh_enc, const char *instance_url,
     long long issued_at_ms, long long *generation)
 {
-	char		 id[24], issued[24];
-	const char	*params[5] = { id, access_enc, refresh_enc, instance_url,
-			    issued };
+	char		 id[24], issued[24], expected[24];
+	const char	*params[6] = { id, access_enc, refresh_enc, instance_url,
+			    issued, expected };
 	PGresult	*res;
 	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(issued, sizeof(issued), "%lld", issued_at_ms);
-	if ((rc = run(db, ST_INTEG_REFRESHED, 5, params, &res)) != DB_OK)
+	snprintf(expected, sizeof(expected), "%lld", *generation);
+	if ((rc = run(db, ST_INTEG_REFRESHED, 6, params, &res)) != DB_OK)
 		return rc;
 	if (PQntuples(res) != 1)
 		rc = DB_NOTFOUND;

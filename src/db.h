@@ -64,6 +64,8 @@ enum db_rc	 db_ping(struct db *db);
 enum db_rc	 db_begin(struct db *db);
 enum db_rc	 db_commit(struct db *db);
 void		 db_rollback(struct db *db);
+/* Rolls back (and logs) a transaction a request left open. DB_OK when none was. */
+enum db_rc	 db_end_request(struct db *db);
 
 /* Migrations (sfconnect-admin migrate). Prints progress to stdout. */
 enum db_rc	 db_migrate(struct db *db, char *err, size_t errlen);
@@ -82,7 +84,7 @@ enum db_rc	 db_org_list(struct db *db, const char *after, int limit,
 /* API keys. hash_hex is the SHA-256 hex of the key. */
 enum db_rc	 db_key_lookup(struct db *db, const char *hash_hex,
 		    struct principal *who);
-/* org_id 0 for an operator key. id gets the new key's id. */
+/* Stores a key with the given id; org_id 0 for an operator key. */
 enum db_rc	 db_key_create(struct db *db, const char *id, long long org_id,
 		    enum role role, const char *label, const char *hash_hex,
 		    time_t *created_at);
@@ -134,7 +136,11 @@ enum db_rc	 db_now(struct db *db, char out[32]);
 enum db_rc	 db_integration_claim(struct db *db, const char *statuses,
 		    const char *cutoff, bool due_retries, int limit,
 		    struct integration *out, int *n);
-/* A successful refresh: refresh_enc NULL keeps the stored one. *generation gets the new generation. */
+/*
+ * A successful refresh: refresh_enc NULL keeps the stored one. Writes only
+ * while the stored generation is still *generation (else DB_NOTFOUND: the
+ * row was reconnected meanwhile); then *generation gets the new one.
+ */
 enum db_rc	 db_integration_refreshed(struct db *db, long long org_id,
 		    const char *access_enc, const char *refresh_enc,
 		    const char *instance_url, long long issued_at_ms,

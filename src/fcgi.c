@@ -95,10 +95,6 @@ read_request(FCGX_Request *r, struct http_request *req)
 	    sizeof(req->authorization), req);
 	get_param(r, "HTTP_ACCEPT", req->accept, sizeof(req->accept), req);
 	get_param(r, "HTTP_ORIGIN", req->origin, sizeof(req->origin), req);
-	get_param(r, "HTTP_ACCESS_CONTROL_REQUEST_METHOD", req->acr_method,
-	    sizeof(req->acr_method), req);
-	get_param(r, "REMOTE_ADDR", req->remote_addr, sizeof(req->remote_addr),
-	    req);
 
 	/* An insane caller id is replaced, not an error. */
 	given_id = FCGX_GetParam("HTTP_X_REQUEST_ID", r->envp);

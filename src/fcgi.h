@@ -8,7 +8,7 @@ struct app;
 
 /*
  * Accepts and answers requests on listen_fd until *stop is set or accept
- * fails. Returns 0 on a clean stop, -1 on error.
+ * fails. Returns 0, or -1 when libfcgi cannot be set up.
  */
 int	fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop);
 

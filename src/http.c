@@ -1,5 +1,7 @@
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "http.h"
 
 void
@@ -25,9 +27,12 @@ http_response_init(struct http_response *res)
 	buf_init(&res->body, HTTP_MAX_RESPONSE);
 }
 
+/* The body may have held a token or a new API key: wiped before it goes. */
 void
 http_response_free(struct http_response *res)
 {
+	if (res->body.data != NULL)
+		OPENSSL_cleanse(res->body.data, res->body.cap);
 	buf_free(&res->headers);
 	buf_free(&res->body);
 }

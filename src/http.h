@@ -22,8 +22,6 @@ struct http_request {
 	char		 accept[256];
 	char		 origin[256];
 	char		 request_id[65];	/* caller's if sane, else generated */
-	char		 acr_method[32];	/* Access-Control-Request-Method */
-	char		 remote_addr[64];
 	bool		 too_long;		/* a path, query or header did not fit */
 	bool		 body_too_large;
 	bool		 bad_length;		/* CONTENT_LENGTH unparsable or short read */

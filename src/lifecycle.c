@@ -1,8 +1,11 @@
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "crypto.h"
 #include "lifecycle.h"
@@ -11,19 +14,13 @@
 #define FORCE_MIN_AGE_S		5
 #define BACKOFF_BASE_S		30.0
 #define BACKOFF_MAX_S		3600.0
-#define ROTATED_WRITE_TRIES	5
+#define ROTATED_WRITE_TRIES	8
 
 void
 lc_token_clear(struct lc_token *t)
 {
 	crypto_free_secret(t->access_token);
 	t->access_token = NULL;
-}
-
-static void
-aad_for(char *out, size_t outlen, long long org_id, const char *column)
-{
-	snprintf(out, outlen, "org:%lld:%s", org_id, column);
 }
 
 static char *
@@ -34,7 +31,7 @@ open_column(struct app *app, long long org_id, const char *column,
 
 	if (sealed == NULL)
 		return NULL;
-	aad_for(aad, sizeof(aad), org_id, column);
+	sealed_aad(aad, sizeof(aad), org_id, column);
 	return crypto_open(app->keyring, aad, sealed);
 }
 
@@ -72,33 +69,43 @@ backoff_s(int failures)
 	return d * (0.5 + r / 510.0);
 }
 
-/* Audits a status change; the webhook outbox hangs off this point. */
-static void
+/* Audits a status change inside the caller's transaction. A db_rc. */
+static int
 record_transition(struct app *app, const struct integration *before,
     const char *after, const char *actor, const struct sf_error *err)
 {
-	char		 detail[512];
 	const char	*type;
+	char		*detail;
+	cJSON		*o;
+	int		 rc = DB_ERROR;
 
 	if (strcmp(before->status, after) == 0)
-		return;
-	if (strcmp(after, "connected") == 0)
-		type = "integration.recovered";
-	else if (strcmp(after, "degraded") == 0)
-		type = "integration.degraded";
+		return DB_OK;
+	if (strcmp(after, "connected") != 0)
+		type = strcmp(after, "degraded") == 0 ? "integration.degraded" :
+		    "integration.invalid";
 	else
-		type = "integration.invalid";
-	snprintf(detail, sizeof(detail), "{\"from\":\"%s\",\"to\":\"%s\","
-	    "\"salesforce_org_id\":\"%s\",\"error\":\"%s\"}", before->status,
-	    after, before->sf_org_id, err != NULL ? err->code : "");
-	(void)db_audit_add(app->db, before->org_id, actor, type, detail);
+		type = strcmp(before->status, "degraded") == 0 ?
+		    "integration.recovered" : "integration.connected";
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "from", before->status);
+	cJSON_AddStringToObject(o, "to", after);
+	cJSON_AddStringToObject(o, "salesforce_org_id", before->sf_org_id);
+	if (err != NULL)
+		cJSON_AddStringToObject(o, "error", err->code);
+	if ((detail = cJSON_PrintUnformatted(o)) != NULL)
+		rc = db_audit_add(app->db, before->org_id, actor, type, detail);
+	free(detail);
+	cJSON_Delete(o);
 	log_info(type, "org %s: %s -> %s%s%s", before->org_slug, before->status,
 	    after, err ? ": " : "", err ? err->code : "");
+	return rc;
 }
 
 /*
- * Writes a successful refresh of integ (row locked by the caller's
- * transaction). *generation gets the new generation. A db_rc.
+ * Writes a successful refresh of integ, if its stored generation is still
+ * integ->token_generation (DB_NOTFOUND otherwise). *generation gets the new
+ * generation. A db_rc.
  */
 static int
 write_refreshed(struct app *app, const struct integration *integ,
@@ -107,15 +114,16 @@ write_refreshed(struct app *app, const struct integration *integ,
 	char	 aad[128], *access_enc = NULL, *refresh_enc = NULL;
 	int	 rc = DB_ERROR;
 
-	aad_for(aad, sizeof(aad), integ->org_id, "access_token");
+	sealed_aad(aad, sizeof(aad), integ->org_id, "access_token");
 	if ((access_enc = crypto_seal(app->keyring, aad, tok->access_token)) == NULL)
 		goto out;
 	if (tok->refresh_token != NULL) {
-		aad_for(aad, sizeof(aad), integ->org_id, "refresh_token");
+		sealed_aad(aad, sizeof(aad), integ->org_id, "refresh_token");
 		if ((refresh_enc = crypto_seal(app->keyring, aad,
 		    tok->refresh_token)) == NULL)
 			goto out;
 	}
+	*generation = integ->token_generation;
 	rc = db_integration_refreshed(app->db, integ->org_id, access_enc,
 	    refresh_enc, tok->instance_url, tok->issued_at_ms, generation);
 out:
@@ -127,17 +135,22 @@ out:
 /*
  * Salesforce rotated the refresh token but the write failed: the old one
  * is dead, so write the new one again, outside the failed transaction,
- * while it is still in memory.
+ * while it is still in memory. If the row was reconnected meanwhile, the
+ * rotated token belongs to a replaced grant: revoke it instead.
  */
 static int
 save_rotated(struct app *app, const struct integration *integ,
     const struct sf_token *tok, long long *generation)
 {
-	int	 rc = DB_ERROR;
+	struct sf_error	 err;
+	useconds_t	 pause = 200 * 1000;
+	int		 rc = DB_ERROR;
 
 	for (int attempt = 1; attempt <= ROTATED_WRITE_TRIES; attempt++) {
 		db_rollback(app->db);
-		usleep((useconds_t)attempt * 200 * 1000);
+		usleep(pause);
+		if (pause < 3200 * 1000)
+			pause *= 2;
 		if (db_ensure(app->db) != DB_OK)
 			continue;
 		if ((rc = db_begin(app->db)) == DB_OK &&
@@ -146,6 +159,14 @@ save_rotated(struct app *app, const struct integration *integ,
 			log_warn("rotated_token_saved", "org %s: rotated refresh "
 			    "token stored on attempt %d", integ->org_slug, attempt);
 			return DB_OK;
+		}
+		if (rc == DB_NOTFOUND) {
+			db_rollback(app->db);
+			log_warn("rotated_token_orphaned", "org %s: reconnected "
+			    "meanwhile; revoking the rotated token", integ->org_slug);
+			(void)sf_revoke(app->sf, integ->login_host,
+			    tok->refresh_token, &err);
+			return DB_NOTFOUND;
 		}
 	}
 	db_rollback(app->db);
@@ -184,27 +205,29 @@ apply_outcome(struct app *app, const struct integration *integ,
 	int		 rc;
 
 	if (job->rc == 0) {
-		if ((rc = write_refreshed(app, integ, &job->token, generation)) != DB_OK)
+		if ((rc = write_refreshed(app, integ, &job->token, generation)) != DB_OK ||
+		    (rc = record_transition(app, integ, "connected", actor,
+		    NULL)) != DB_OK)
 			return rc;
-		record_transition(app, integ, "connected", actor, NULL);
 		*status = "connected";
 		return DB_OK;
 	}
 	next = failure_status(&job->err, &kind);
-	rc = db_integration_failed(app->db, integ->org_id, next, kind,
-	    job->err.code, job->err.message, backoff_s(integ->failure_count));
-	if (rc != DB_OK)
+	if ((rc = db_integration_failed(app->db, integ->org_id, next, kind,
+	    job->err.code, job->err.message,
+	    backoff_s(integ->failure_count))) != DB_OK ||
+	    (rc = record_transition(app, integ, next, actor, &job->err)) != DB_OK)
 		return rc;
-	record_transition(app, integ, next, actor, &job->err);
 	*status = next;
 	return DB_OK;
 }
 
+/* "token request is already being processed": the one transient invalid_grant. */
 static bool
 already_processing(const struct sf_refresh_job *job)
 {
-	return job->rc != 0 &&
-	    strcmp(job->err.message, "token request is already being processed") == 0;
+	return job->rc != 0 && job->err.kind == SF_TRANSIENT &&
+	    strcmp(job->err.code, "invalid_grant") == 0;
 }
 
 /* Runs the refresh of job, retrying once after "already being processed". */
@@ -288,6 +311,43 @@ refresh_locked(struct app *app, const struct integration *integ,
 	return rc == DB_OK ? LC_OK : lc_from_db(rc);
 }
 
+/* The stored last error of integ, as an sf_error. */
+static void
+stored_error(const struct integration *integ, struct sf_error *err)
+{
+	err->kind = strcmp(integ->last_error_kind, "config") == 0 ? SF_CONFIG :
+	    SF_TRANSIENT;
+	snprintf(err->code, sizeof(err->code), "%s", integ->last_error_code);
+	snprintf(err->message, sizeof(err->message), "%s",
+	    integ->last_error_message);
+}
+
+/*
+ * true, with *lrc set, when integ can be answered without a refresh: not
+ * connected, invalid, a fresh enough token, or a forced refresh right after
+ * a failed attempt (a crowd holding the same dead token makes one attempt,
+ * and all get its error).
+ */
+static bool
+answer_from_row(struct app *app, const struct integration *integ, bool force,
+    long long generation, struct lc_token *out, struct sf_error *err,
+    enum lc_rc *lrc)
+{
+	if (strcmp(integ->status, "disconnected") == 0)
+		*lrc = LC_NOT_CONNECTED;
+	else if (strcmp(integ->status, "invalid") == 0)
+		*lrc = LC_INVALID;
+	else if (force && strcmp(integ->status, "degraded") == 0 &&
+	    time(NULL) - integ->last_checked_at < FORCE_MIN_AGE_S) {
+		stored_error(integ, err);
+		*lrc = err->kind == SF_CONFIG ? LC_SF_CONFIG : LC_SF_UNAVAILABLE;
+	} else if (!needs_refresh(app, integ, force, generation))
+		*lrc = token_from_row(app, integ, out);
+	else
+		return false;
+	return true;
+}
+
 enum lc_rc
 lc_token(struct app *app, long long org_id, const char *actor, bool force,
     long long generation, struct lc_token *out, struct sf_error *err)
@@ -302,14 +362,8 @@ lc_token(struct app *app, long long org_id, const char *actor, bool force,
 	memset(err, 0, sizeof(*err));
 	if ((rc = db_integration_get(app->db, org_id, &integ)) != DB_OK)
 		return lc_from_db(rc);
-	if (strcmp(integ.status, "disconnected") == 0 ||
-	    strcmp(integ.status, "invalid") == 0 ||
-	    !needs_refresh(app, &integ, force, generation)) {
-		lrc = strcmp(integ.status, "disconnected") == 0 ? LC_NOT_CONNECTED :
-		    strcmp(integ.status, "invalid") == 0 ? LC_INVALID :
-		    token_from_row(app, &integ, out);
+	if (answer_from_row(app, &integ, force, generation, out, err, &lrc))
 		goto out;
-	}
 	db_integration_clear(&integ);
 
 	/* Single flight: whoever holds the row refreshes; the others re-read. */
@@ -320,13 +374,8 @@ lc_token(struct app *app, long long org_id, const char *actor, bool force,
 		lrc = lc_from_db(rc);
 		goto out;
 	}
-	if (strcmp(integ.status, "disconnected") == 0 ||
-	    strcmp(integ.status, "invalid") == 0 ||
-	    !needs_refresh(app, &integ, force, generation)) {
+	if (answer_from_row(app, &integ, force, generation, out, err, &lrc)) {
 		db_rollback(app->db);
-		lrc = strcmp(integ.status, "disconnected") == 0 ? LC_NOT_CONNECTED :
-		    strcmp(integ.status, "invalid") == 0 ? LC_INVALID :
-		    token_from_row(app, &integ, out);
 		goto out;
 	}
 	if ((lrc = refresh_locked(app, &integ, actor, &job, &status,
@@ -491,6 +540,19 @@ out:
 	return rc;
 }
 
+/*
+ * true when a SIGTERM or SIGINT waits: sfconnectd blocks them while work is
+ * in progress, so a long run of batches stops between two of them.
+ */
+static bool
+stop_pending(void)
+{
+	sigset_t	 pending;
+
+	return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 ||
+	    sigismember(&pending, SIGINT) == 1);
+}
+
 int
 lc_check_due(struct app *app, const char *statuses, long older_than_s,
     bool due_retries, const char *actor, struct lc_counts *counts)
@@ -504,6 +566,6 @@ lc_check_due(struct app *app, const char *statuses, long older_than_s,
 	do {
 		rc = check_batch(app, statuses, cutoff, due_retries, actor,
 		    counts, &n);
-	} while (rc == DB_OK && n > 0);
+	} while (rc == DB_OK && n > 0 && !stop_pending());
 	return rc;
 }

@@ -53,7 +53,8 @@ enum lc_rc	lc_check(struct app *app, long long org_id, const char *actor);
  * Checks, batch by batch (check_concurrency at once), every integration
  * whose status is in statuses (e.g. "{connected,degraded}") and whose last
  * check is older than older_than_s; with due_retries also degraded ones
- * whose backoff has passed. Adds to *counts. A db_rc.
+ * whose backoff has passed. Adds to *counts. Stops early, between two
+ * batches, when a SIGTERM is pending. A db_rc.
  */
 int		lc_check_due(struct app *app, const char *statuses,
 		    long older_than_s, bool due_retries, const char *actor,

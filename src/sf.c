@@ -1212,6 +1212,26 @@ post_form(struct sf *sf, struct sf_post *p, const char *what,
  * the answer (signature checked). 0 with *out filled, or -1 with *err
  * (*out stays empty).
  */
+/*
+ * The instance URL is handed to sync workers, who send the access token
+ * there; the signature does not cover it, so its host must be allowed too.
+ * 0, or -1 with *err (and *out cleared).
+ */
+static int
+instance_allowed(struct sf *sf, struct sf_token *out, struct sf_error *err)
+{
+	char	 host[SF_HOST_MAX + 1];
+
+	if (url_check(sf->cfg->salesforce_allowed_hosts, out->instance_url,
+	    NULL, host, sizeof(host)) == URL_OK)
+		return 0;
+	sf_token_clear(out);
+	err_set(err, SF_TRANSIENT, "host_not_allowed", "the token response "
+	    "names an instance URL on a host that is not in "
+	    "salesforce_allowed_hosts");
+	return -1;
+}
+
 static int
 token_finish(struct sf *sf, struct sf_post *p, CURLcode rc,
     struct sf_token *out, struct sf_error *err)
@@ -1229,7 +1249,7 @@ token_finish(struct sf *sf, struct sf_post *p, CURLcode rc,
 		MALFORMED(err, "the token response is not a JSON object");
 	else if (sf_parse_token_response(p->resp.data, sf->secret, out,
 	    err) == 0)
-		ret = 0;
+		ret = instance_allowed(sf, out, err);
 	err->http_status = status;
 	return ret;
 }

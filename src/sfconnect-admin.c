@@ -154,7 +154,6 @@ static int
 cmd_org_list(struct db *db, int argc, char **argv)
 {
 	static const char *const fields[] = { "slug", "name", "created_at" };
-	cJSON	*list = cJSON_CreateArray();
 	char	 after[64] = "";
 	int	 rc, n;
 
@@ -172,7 +171,6 @@ cmd_org_list(struct db *db, int argc, char **argv)
 		print_json_rows(page, fields, 3);
 		cJSON_Delete(page);
 	} while (rc == DB_OK && n == 500);
-	cJSON_Delete(list);
 	return report_db("org list", rc);
 }
 
@@ -363,7 +361,7 @@ reseal(const struct crypto_keyring *kr, long long org_id, const char *column,
 		return 0;
 	if (!crypto_sealed_needs_rotation(kr, sealed))
 		return (*out = strdup(sealed)) != NULL ? 0 : -1;
-	snprintf(aad, sizeof(aad), "org:%lld:%s", org_id, column);
+	sealed_aad(aad, sizeof(aad), org_id, column);
 	if ((plain = crypto_open(kr, aad, sealed)) == NULL)
 		return -1;
 	*out = crypto_seal(kr, aad, plain);

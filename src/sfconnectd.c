@@ -27,7 +27,7 @@
 #include "sf.h"
 
 #define MAX_WORKERS	256
-#define STOP_GRACE_S	30
+#define STOP_GRACE_MIN_S 30
 
 static volatile sig_atomic_t	 stop_requested;
 static volatile sig_atomic_t	 child_exited;
@@ -196,8 +196,8 @@ checker_tick(const struct cfg *cfg)
 /*
  * The background checker: refreshes every connected org at least once per
  * check_interval_s, and retries degraded ones when their backoff is over.
- * SIGTERM is honoured between batches only, so a rotated refresh token in
- * flight is always written.
+ * SIGTERM stays blocked while it works and is seen between two batches,
+ * so a rotated refresh token in flight is always written.
  */
 static int
 checker_main(struct app *app)
@@ -293,11 +293,25 @@ signal_all(const pid_t *pids, int n, int sig)
 			kill(pids[i], sig);
 }
 
-/* Stops the workers: SIGTERM (repeated), then SIGKILL after the grace. */
-static void
-stop_workers(pid_t *pids, int n)
+/*
+ * How long a stopping child may take: the longest request is a lock wait
+ * plus a refresh retried once, and a refresh in flight must be written
+ * (a rotated token lost is a grant lost).
+ */
+static time_t
+stop_grace_s(const struct cfg *cfg)
 {
-	time_t	 deadline = time(NULL) + STOP_GRACE_S;
+	time_t	 s = (time_t)((2 * cfg->http_timeout_ms +
+		    cfg->refresh_lock_timeout_ms) / 1000) + 15;
+
+	return s > STOP_GRACE_MIN_S ? s : STOP_GRACE_MIN_S;
+}
+
+/* Stops the children: SIGTERM (repeated), then SIGKILL after the grace. */
+static void
+stop_workers(pid_t *pids, int n, const struct cfg *cfg)
+{
+	time_t	 deadline = time(NULL) + stop_grace_s(cfg);
 
 	log_info("stopping", "stopping %d workers", count_alive(pids, n));
 	while (count_alive(pids, n) > 0 && time(NULL) < deadline) {
@@ -338,7 +352,7 @@ supervise(int listen_fd, struct app *app)
 		child_exited = 0;
 		reap(pids, n);
 	}
-	stop_workers(pids, n);
+	stop_workers(pids, n, app->cfg);
 	log_info("stopped", "sfconnectd stopped");
 	return 0;
 }

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -45,4 +46,10 @@ time_rfc3339(time_t t, char out[21])
 
 	gmtime_r(&t, &tm);
 	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void
+sealed_aad(char *out, size_t outlen, long long org_id, const char *column)
+{
+	snprintf(out, outlen, "org:%lld:%s", org_id, column);
 }

@@ -16,6 +16,7 @@ import concurrent.futures
 import os
 import re
 import sys
+import subprocess
 import threading
 import time
 import unittest
@@ -281,6 +282,25 @@ class SingleFlightTest(LifecycleCase):
         self.assertEqual(again["access_token"], new["access_token"])
         self.assertEqual(refresh_requests(since), [])
 
+    def test_crowd_against_failing_salesforce_makes_one_attempt(self):
+        slug = "sf-crowd-fail"
+        keys = new_org(slug)
+        sf_org_id = connect(slug, keys["admin"])
+        old = self.assertOk(token(slug, keys["service"]))
+        rt = the_grant(sf_org_id)["refresh_token"]
+        STACK.fakesf("POST", "fault", {"endpoint": "token_refresh", "kind": "status500",
+                                       "count": 20})
+        since = time.time()
+        q = f"?force_refresh=1&generation={old['token_generation']}"
+        results = crowd(8, lambda i: token(slug, keys["service"], q, timeout=60))
+        STACK.fakesf("POST", "fault/clear")
+        self.assertEqual(len(refreshes_with({rt}, since)), 1,
+                         "each caller of a crowd retried the failing refresh")
+        for st, _, body in results:
+            self.assertEqual(st, 502, body)
+            self.assertEqual(body["error"]["code"], "salesforce_unavailable", body)
+        self.assertEqual(status_of(slug, keys["viewer"])["status"], "degraded")
+
     def test_token_not_connected_is_409(self):
         slug = "sf-never"
         keys = new_org(slug)
@@ -533,6 +553,55 @@ class DegradedTest(LifecycleCase):
 
 
 # ---------------------------------------------------------------- rotated token, failed write
+
+class RowLockTest(LifecycleCase):
+    def test_lock_timeout_answers_503_and_leaves_workers_healthy(self):
+        slug = "lock-held"
+        keys = new_org(slug)
+        sf_org_id = connect(slug, keys["admin"])
+        old = self.assertOk(token(slug, keys["service"]))
+        # Another session holds the org's row until both calls have given up.
+        locker = subprocess.Popen(
+            [STACK._pg("psql"), "-X", "-q", "-h", STACK.pg_dir, "-U", "app", "-d", "app",
+             "-c", "BEGIN; SELECT 1 FROM integrations WHERE org_id = (SELECT id FROM orgs "
+                   f"WHERE slug = '{slug}') FOR UPDATE; SELECT pg_sleep(120); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, PGAPPNAME="sfc-test-locker"))
+        try:
+            time.sleep(0.5)
+            sf_config(org_id=sf_org_id)
+            st, _, answer = req("POST", SF.format(slug) + "/connect", key=keys["admin"],
+                                body={})
+            self.assertEqual(st, 200, answer)
+            callback = STACK.authorize(answer["authorize_url"])
+            q = f"?force_refresh=1&generation={old['token_generation']}"
+            results = crowd(2, lambda i: token(slug, keys["service"], q, timeout=60)
+                            if i == 0 else STACK.follow_callback(callback, accept_json=True))
+        finally:
+            STACK.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = 'sfc-test-locker'")
+            locker.wait(60)
+        self.assertError(results[0], 503, "service_unavailable")
+        self.assertError(results[1], 503, "service_unavailable")
+        # Every worker is still fine: no transaction was left open.
+        for _ in range(4 * STACK.workers):
+            st, _, body = req("GET", SF.format(slug), key=keys["viewer"])
+            self.assertEqual(st, 200, body)
+        self.assertOk(token(slug, keys["service"], q))
+
+    def test_concurrent_removes_revoke_and_audit_once(self):
+        slug = "lock-remove"
+        keys = new_org(slug)
+        connect(slug, keys["admin"])
+        results = crowd(5, lambda i: req("DELETE", SF.format(slug), key=keys["admin"]))
+        for st, _, body in results:
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["status"], "disconnected", body)
+        self.assertEqual(sum(1 for r in results if r[2]["revoked"]), 1, results)
+        st, _, audit = req("GET", f"/api/v1/orgs/{slug}/audit", key=keys["admin"])
+        self.assertEqual(st, 200, audit)
+        self.assertEqual(sum(1 for e in audit["events"] if e["action"] == "disconnected"), 1)
+
 
 class RotatedWriteFailureTest(LifecycleCase):
     def test_rotated_token_survives_terminated_backends(self):

@@ -429,7 +429,8 @@ class ConnectTest(OAuthCase):
         r = self.connect(org, keys["admin"], accept_json=True)
         self.assertGreaterEqual(r[0], 400)
         self.assertLess(r[0], 500)
-        self.assertError(r, r[0], "access_denied")
+        body = self.assertError(r, 400, "bad_request")
+        self.assertEqual(body["error"].get("reason"), "access_denied", body)
         self.assertNotIn("location", r[1])
         self.assertEqual(self.row(org), row)
         events = self.audit(org, keys["admin"])
@@ -641,7 +642,8 @@ class FailureTest(OAuthCase):
         self.fault("token_code", "bad_signature")
         r = self.connect(org, keys["admin"], accept_json=True)
         self.assertGreaterEqual(r[0], 400)
-        self.assertError(r, r[0], "bad_signature")
+        body = self.assertError(r, 502, "salesforce_unavailable")
+        self.assertEqual(body["error"].get("reason"), "bad_signature", body)
         self.assertEqual(self.row(org)[1], "disconnected")
 
     def test_malformed_token_json(self):
@@ -659,6 +661,21 @@ class FailureTest(OAuthCase):
         hosts = [r["host"] for r in self.sf_requests("identity")]
         self.assertFalse([h for h in hosts if h.startswith("evil.")],
                          f"the daemon fetched an identity URL on a foreign host: {hosts}")
+
+    def test_instance_url_on_foreign_host(self):
+        # The signature does not cover instance_url, and sync workers send
+        # the access token there: a foreign host must not be accepted.
+        evil = f"https://evil.localhost:{STACK.fakesf_port}"
+        org, keys, _ = self.failing_reconnect(
+            "foreigninst", "host_not_allowed",
+            before=lambda: STACK.fakesf("POST", "config", {"instance_url": evil}))
+        self.assertEqual(self.counts()["identity"], 1, "identity fetched for a foreign instance")
+        # A refresh naming a foreign instance leaves the stored one alone.
+        st, _, body = req("POST", SF.format(org) + "/check", key=keys["admin"])
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["status"], "degraded", body)
+        self.assertEqual(body["last_error"]["code"], "host_not_allowed", body)
+        self.assertNotEqual(body["instance_url"], evil)
 
     def test_expired_authorization_code(self):
         org, keys = self.make_org("oldcode")
@@ -786,7 +803,20 @@ class DisconnectTest(OAuthCase):
         self.assertEqual(req("DELETE", SF.format(org), key=keys["admin"])[0], 200)
         new = STACK.fakesf("POST", "config", {"org_id": "new"})["org_id"]
         self.assertConnectedRedirect(self.connect(org, keys["admin"]), sf_org=new)
-        self.assertEqual(self.status(org, keys["admin"])["salesforce_org_id"], new)
+        status = self.status(org, keys["admin"])
+        self.assertEqual(status["salesforce_org_id"], new)
+        self.assertEqual(status["previous_salesforce_org_id"], DEFAULT_SF_ORG)
+
+    def test_remove_then_same_org_has_no_previous(self):
+        org, keys = self.make_org("sameagain")
+        self.assertConnectedRedirect(self.connect(org, keys["admin"]))
+        self.assertEqual(req("DELETE", SF.format(org), key=keys["admin"])[0], 200)
+        self.assertEqual(self.status(org, keys["admin"])["previous_salesforce_org_id"],
+                         DEFAULT_SF_ORG)
+        self.assertConnectedRedirect(self.connect(org, keys["admin"]))
+        status = self.status(org, keys["admin"])
+        self.assertEqual(status["salesforce_org_id"], DEFAULT_SF_ORG)
+        self.assertIsNone(status["previous_salesforce_org_id"], status)
 
 
 # ---------------------------------------------------------------- reconnect
@@ -830,7 +860,8 @@ class ReconnectTest(OAuthCase):
                 r = self.connect(org, keys["admin"], {"allow_org_change": False},
                                  accept_json=accept_json)
                 if accept_json:
-                    self.assertError(r, 409, "org_mismatch")
+                    body = self.assertError(r, 409, "conflict")
+                    self.assertEqual(body["error"].get("reason"), "org_mismatch", body)
                 else:
                     self.assertErrorRedirect(r, "org_mismatch")
                 self.assertEqual(self.row(org), row)

@@ -136,7 +136,7 @@ test_values_and_defaults(void **state)
 	assert_int_equal(cfg.access_token_max_age_s, 3600);
 	assert_int_equal(cfg.check_interval_s, 86400);
 	assert_int_equal(cfg.check_concurrency, 8);
-	assert_int_equal(cfg.refresh_lock_timeout_ms, 15000);
+	assert_int_equal(cfg.refresh_lock_timeout_ms, 25000);
 	assert_string_equal(cfg.log_level, "info");
 	/* optional strings are "" rather than NULL */
 	assert_non_null(cfg.tls_ca_file);
