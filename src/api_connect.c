@@ -115,21 +115,23 @@ h_connect(struct ctx *c)
 		goto out;
 	}
 	api_actor(c, actor, sizeof(actor));
-	rc = db_state_create(c->app->db, state_hash, c->org.id, verifier_enc,
-	    environment, login_base, return_to, allow_change, actor,
-	    STATE_TTL_S, &expires_at);
-	if (rc != DB_OK) {
-		api_db_error(c, rc);
-		goto out;
-	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "environment", environment);
 	cJSON_AddStringToObject(o, "login_host", login_base);
 	cJSON_AddBoolToObject(o, "allow_org_change", allow_change);
-	if (cJSON_PrintPreallocated(o, detail, sizeof(detail), 0))
-		(void)db_audit_add(c->app->db, c->org.id, actor,
-		    "connect_started", detail);
+	rc = cJSON_PrintPreallocated(o, detail, sizeof(detail), 0) ? DB_OK :
+	    DB_ERROR;
 	cJSON_Delete(o);
+	if (rc != DB_OK || (rc = db_begin(c->app->db)) != DB_OK ||
+	    (rc = db_state_create(c->app->db, state_hash, c->org.id,
+	    verifier_enc, environment, login_base, return_to, allow_change,
+	    actor, STATE_TTL_S, &expires_at)) != DB_OK ||
+	    (rc = db_audit_add(c->app->db, c->org.id, actor, "connect_started",
+	    detail)) != DB_OK || (rc = db_commit(c->app->db)) != DB_OK) {
+		db_rollback(c->app->db);
+		api_db_error(c, rc);
+		goto out;
+	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "authorize_url", url);
 	api_add_time_or_null(o, "expires_at", expires_at);

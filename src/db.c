@@ -154,7 +154,11 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "last_error_code = NULL, last_error_message = NULL, "
 	    "last_error_at = NULL, failure_count = 0, next_retry_at = NULL, "
 	    "updated_at = now() WHERE org_id = $1",
-	/* Orgs due for a check, locked; rows another process holds are skipped. */
+	/*
+ * Orgs due for a check, locked; rows another process holds are skipped.
+ * A check stamps last_checked_at with clock_timestamp(), not the start of
+ * its (batch) transaction, so a slow batch cannot look older than it is.
+ */
 	[ST_INTEG_CLAIM] =
 	    "SELECT " INTEG_COLS " FROM integrations i "
 	    "JOIN orgs o ON o.id = i.org_id "
@@ -172,7 +176,8 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "instance_url = $4, "
 	    "issued_at = to_timestamp($5::double precision / 1000), "
 	    "token_generation = token_generation + 1, "
-	    "last_refreshed_at = now(), last_checked_at = now(), "
+	    "last_refreshed_at = clock_timestamp(), "
+	    "last_checked_at = clock_timestamp(), "
 	    "last_error_kind = NULL, last_error_code = NULL, "
 	    "last_error_message = NULL, last_error_at = NULL, "
 	    "failure_count = 0, next_retry_at = NULL, updated_at = now() "
@@ -181,10 +186,11 @@ static const char *const stmt_sql[ST__MAX] = {
 	[ST_INTEG_FAILED] =
 	    "UPDATE integrations SET status = $2, last_error_kind = $3, "
 	    "last_error_code = $4, last_error_message = $5, "
-	    "last_error_at = now(), last_checked_at = now(), "
+	    "last_error_at = clock_timestamp(), "
+	    "last_checked_at = clock_timestamp(), "
 	    "failure_count = failure_count + 1, "
-	    "next_retry_at = CASE WHEN $2 = 'degraded' "
-	    "  THEN now() + make_interval(secs => $6::double precision) END, "
+	    "next_retry_at = CASE WHEN $2 = 'degraded' THEN clock_timestamp() "
+	    "  + make_interval(secs => $6::double precision) END, "
 	    "updated_at = now() WHERE org_id = $1 AND status <> 'disconnected'",
 	[ST_NOW] = "SELECT extract(epoch from clock_timestamp())::text",
 	[ST_SEALED_ORGS] =

@@ -175,7 +175,7 @@ save_rotated(struct app *app, const struct integration *integ,
 	return rc;
 }
 
-/* Maps a failed refresh to the stored status; NULL for "leave as is". */
+/* The stored status and last_error.kind of a failed refresh. */
 static const char *
 failure_status(const struct sf_error *err, const char **kind)
 {
@@ -252,11 +252,12 @@ job_failed(struct sf_refresh_job *job, const char *code, const char *message)
 	snprintf(job->err.message, sizeof(job->err.message), "%s", message);
 }
 
+/* DB_NOTFOUND here: the row changed under a retried write; a retry sees it. */
 static enum lc_rc
 lc_from_db(int rc)
 {
-	return rc == DB_UNAVAILABLE || rc == DB_LOCK_TIMEOUT ?
-	    LC_DB_UNAVAILABLE : LC_INTERNAL;
+	return rc == DB_UNAVAILABLE || rc == DB_LOCK_TIMEOUT ||
+	    rc == DB_NOTFOUND ? LC_DB_UNAVAILABLE : LC_INTERNAL;
 }
 
 /* Fills out from a stored integration (decrypting its access token). */

@@ -554,6 +554,46 @@ class DegradedTest(LifecycleCase):
 
 # ---------------------------------------------------------------- rotated token, failed write
 
+class BulkCheckTest(LifecycleCase):
+    def bulk(self, body, key=None):
+        return req("POST", "/api/v1/admin/integrations/check",
+                   key=key or STACK.operator_key, body=body, timeout=120)
+
+    def test_bulk_check_counts_and_marks(self):
+        keys_a, keys_b = new_org("bulk-a"), new_org("bulk-b")
+        connect("bulk-a", keys_a["admin"])
+        sf_b = connect("bulk-b", keys_b["admin"])
+        STACK.fakesf("POST", "revoke_refresh", {"org_id": sf_b})
+        before_a = status_of("bulk-a", keys_a["viewer"])["last_checked_at"]
+        time.sleep(1.1)     # last_checked_at has a one-second resolution
+        counts = self.assertOk(self.bulk({"status": "connected", "older_than_s": 0}))
+        for k in ("checked", "connected", "degraded", "invalid", "duration_ms"):
+            self.assertIsInstance(counts.get(k), int, counts)
+        self.assertEqual(counts["checked"],
+                         counts["connected"] + counts["degraded"] + counts["invalid"])
+        self.assertGreaterEqual(counts["checked"], 2, counts)
+        self.assertGreaterEqual(counts["invalid"], 1, counts)
+        self.assertEqual(status_of("bulk-b", keys_b["viewer"])["status"], "invalid")
+        after_a = status_of("bulk-a", keys_a["viewer"])
+        self.assertEqual(after_a["status"], "connected")
+        self.assertGreater(after_a["last_checked_at"], before_a)
+        # Everything connected was checked just now: nothing is older than an hour.
+        again = self.assertOk(self.bulk({"status": "connected", "older_than_s": 3600}))
+        self.assertEqual(again["checked"], 0, again)
+        # The invalid one can be re-checked on purpose.
+        inv = self.assertOk(self.bulk({"status": "invalid"}))
+        self.assertGreaterEqual(inv["invalid"], 1, inv)
+
+    def test_bulk_check_validation_and_roles(self):
+        keys = new_org("bulk-roles")
+        for body in ({"status": "disconnected"}, {"status": "bogus"},
+                     {"older_than_s": -1}, {"older_than_s": "10"}, {"unknown": 1}):
+            with self.subTest(body=body):
+                self.assertError(self.bulk(body), 400, "bad_request")
+        for role in ("admin", "viewer", "service"):
+            self.assertError(self.bulk({}, key=keys[role]), 403, "forbidden")
+
+
 class RowLockTest(LifecycleCase):
     def test_lock_timeout_answers_503_and_leaves_workers_healthy(self):
         slug = "lock-held"
@@ -691,6 +731,9 @@ class ZBackgroundCheckTest(LifecycleCase):
                          for g in STACK.fakesf("GET", "grants") if g["org_id"] in sf_ids}
         self.assertEqual(len(slug_of_token), BG_ORGS)
         log1, log2 = len(STACK.daemon_log(1)), 0
+        # Nothing is due until the test says so, however long the connects took.
+        STACK.psql("UPDATE integrations SET last_checked_at = now() + interval '1 hour' "
+                   "WHERE org_id IN (SELECT id FROM orgs WHERE slug LIKE 'bg-%')")
         try:
             STACK.restart_daemon(config={"check_interval_s": BG_INTERVAL_S})
             STACK.start_second_daemon(config={"check_interval_s": BG_INTERVAL_S})
