@@ -140,6 +140,27 @@ if [ -f tests/fakesf/selftest.py ]; then
 	add "$s_pass" "$s_fail"
 fi
 
+# ---------------------------------------------------------------- fuzz smoke
+if [ -x scripts/fuzz.sh ]; then
+	stage "fuzz smoke (libFuzzer: seeds + 5000 runs per target)"
+	FUZZ_LOG="$LOGDIR/fuzz.log"
+	timeout -k 10 600 scripts/fuzz.sh --smoke >"$FUZZ_LOG" 2>&1
+	f_rc=$?
+	f_pass=$(sed -n 's/^\([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$FUZZ_LOG" | tail -n 1)
+	f_fail=$(sed -n 's/^[0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$FUZZ_LOG" | tail -n 1)
+	f_pass=${f_pass:-0}
+	f_fail=${f_fail:-0}
+	if [ "$f_rc" -ne 0 ] && [ "$f_fail" -eq 0 ]; then
+		echo "FAILED: scripts/fuzz.sh exited $f_rc"
+		f_fail=1
+	fi
+	if [ "$f_fail" -ne 0 ]; then
+		tail -n 40 "$FUZZ_LOG"
+	fi
+	echo "fuzz smoke: $f_pass passed, $f_fail failed"
+	add "$f_pass" "$f_fail"
+fi
+
 # ---------------------------------------------------------------- integration
 stage "integration tests"
 COUNTS="$LOGDIR/integration.counts"

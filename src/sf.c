@@ -450,7 +450,8 @@ id_url_parse(const char *url, char org[19], char user[19])
 	int	 rc = -1;
 
 	org[0] = user[0] = '\0';
-	if ((h = curl_url()) == NULL ||
+	/* libcurl also takes "https:/host" and "HTTPS://": we store the text as given. */
+	if (strncmp(url, "https://", 8) != 0 || (h = curl_url()) == NULL ||
 	    curl_url_set(h, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
 	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    strcmp(scheme, "https") != 0 ||
@@ -477,7 +478,7 @@ instance_url_ok(const char *url)
 	char	*scheme = NULL, *path = NULL, *query = NULL, *user = NULL;
 	int	 ok = 0;
 
-	if ((h = curl_url()) == NULL ||
+	if (strncmp(url, "https://", 8) != 0 || (h = curl_url()) == NULL ||
 	    curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    strcmp(scheme, "https") != 0 ||

@@ -598,6 +598,15 @@ test_token_response_bad(void **state)
 	    "https://acme.my.salesforce.com/x?y", "r", NULL);
 	expect_token_failure(body, SECRET, "malformed", "instance_url path");
 	free(body);
+	/* libcurl would take these; we store the text, so it must be canonical. */
+	body = token_body(id, "1700000000000", "https:/acme.my.salesforce.com",
+	    "r", NULL);
+	expect_token_failure(body, SECRET, "malformed", "https:/ instance_url");
+	free(body);
+	body = token_body(id, "1700000000000", "HTTPS://acme.my.salesforce.com",
+	    "r", NULL);
+	expect_token_failure(body, SECRET, "malformed", "HTTPS:// instance_url");
+	free(body);
 	snprintf(longurl, sizeof(longurl), "https://%0300d.my.salesforce.com", 0);
 	body = token_body(id, "1700000000000", longurl, "r", NULL);
 	expect_token_failure(body, SECRET, "malformed", "long instance_url");
