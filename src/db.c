@@ -365,6 +365,17 @@ run(struct db *db, enum stmt st, int n, const char *const *params,
 	return rc;
 }
 
+/* Runs a statement whose rows, if any, nobody reads. */
+static enum db_rc
+run_discard(struct db *db, enum stmt st, int n, const char *const *params)
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, st, n, params, &res);
+
+	PQclear(res);
+	return rc;
+}
+
 static enum db_rc
 exec_simple(struct db *db, const char *sql)
 {
@@ -827,13 +838,9 @@ db_audit_add(struct db *db, long long org_id, const char *actor,
 {
 	char		 id[24];
 	const char	*params[4] = { id, actor, action, detail_json };
-	PGresult	*res;
-	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
-	rc = run(db, ST_AUDIT_ADD, 4, params, &res);
-	PQclear(res);
-	return rc;
+	return run_discard(db, ST_AUDIT_ADD, 4, params);
 }
 
 enum db_rc
@@ -949,14 +956,10 @@ db_integration_connect(struct db *db, long long org_id,
 			    c->username, c->display_name, c->instance_url,
 			    c->environment, c->login_host, c->access_enc,
 			    c->refresh_enc, issued, c->connected_by };
-	PGresult	*res;
-	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(issued, sizeof(issued), "%lld", c->issued_at_ms);
-	rc = run(db, ST_INTEG_CONNECT, 12, params, &res);
-	PQclear(res);
-	return rc;
+	return run_discard(db, ST_INTEG_CONNECT, 12, params);
 }
 
 enum db_rc
@@ -964,13 +967,9 @@ db_integration_disconnect(struct db *db, long long org_id)
 {
 	char		 id[24];
 	const char	*param = id;
-	PGresult	*res;
-	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
-	rc = run(db, ST_INTEG_DISCONNECT, 1, &param, &res);
-	PQclear(res);
-	return rc;
+	return run_discard(db, ST_INTEG_DISCONNECT, 1, &param);
 }
 
 /* Token lifecycle. */
@@ -1048,14 +1047,10 @@ db_integration_failed(struct db *db, long long org_id, const char *status,
 {
 	char		 id[24], retry[32];
 	const char	*params[6] = { id, status, kind, code, message, retry };
-	PGresult	*res;
-	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(retry, sizeof(retry), "%.3f", retry_s);
-	rc = run(db, ST_INTEG_FAILED, 6, params, &res);
-	PQclear(res);
-	return rc;
+	return run_discard(db, ST_INTEG_FAILED, 6, params);
 }
 
 enum db_rc
@@ -1094,11 +1089,7 @@ db_integration_reseal(struct db *db, long long org_id, const char *access_enc,
 {
 	char		 id[24];
 	const char	*params[3] = { id, access_enc, refresh_enc };
-	PGresult	*res;
-	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
-	rc = run(db, ST_INTEG_RESEAL, 3, params, &res);
-	PQclear(res);
-	return rc;
+	return run_discard(db, ST_INTEG_RESEAL, 3, params);
 }

@@ -87,12 +87,7 @@ log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\"event\":\"");
 	pos = put_escaped(line, pos, sizeof(line), event);
 	pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"msg\":\"");
-	pos = put_escaped(line, pos, sizeof(line), msg);
-	if (pos + 3 < sizeof(line))
-		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\"}\n");
-	else {
-		memcpy(line + sizeof(line) - 4, "\"}\n", 3);
-		pos = sizeof(line) - 1;
-	}
+	pos = put_escaped(line, pos, sizeof(line), msg);	/* leaves >= 7 bytes */
+	pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\"}\n");
 	(void)!write(STDERR_FILENO, line, pos);
 }
