@@ -323,7 +323,7 @@ store_connection(struct ctx *c, const struct oauth_state *st,
 		    "the database is unavailable");
 		goto out;
 	}
-	if (strcmp(integ.status, "disconnected") != 0 &&
+	if (integ.status != INTEG_DISCONNECTED &&
 	    strcmp(integ.sf_org_id, id->org_id) != 0 && !st->allow_org_change) {
 		fail(out, 409, "conflict", "org_mismatch", "this Salesforce org "
 		    "is not the "
@@ -477,7 +477,7 @@ disconnect_locked(struct ctx *c, bool *revoked)
 	    (rc = db_integration_lock(c->app->db, c->org.id,
 	    c->app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK)
 		goto out;
-	if (strcmp(integ.status, "disconnected") == 0) {
+	if (integ.status == INTEG_DISCONNECTED) {
 		rc = DB_OK;
 		goto out;
 	}

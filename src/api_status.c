@@ -62,26 +62,18 @@ add_status(const struct integration *integ, void *arg)
 int
 h_admin_integrations(struct ctx *c)
 {
-	static const char *const statuses[] = {
-		"disconnected", "connected", "degraded", "invalid", NULL };
-	char	 status[16], cursor[64];
+	enum integ_status status;
+	char	 status_text[16], cursor[64];
 	cJSON	*root, *list;
 	long	 limit;
 	int	 rc, n, has_status, has_cursor;
 
 	if (api_query_long(c, "limit", 1, 500, 100, &limit) == -1)
 		return 0;
-	has_status = http_query_param(c->req->query, "status", status,
-	    sizeof(status));
-	if (has_status == 1) {
-		size_t i;
-
-		for (i = 0; statuses[i] != NULL; i++)
-			if (strcmp(status, statuses[i]) == 0)
-				break;
-		if (statuses[i] == NULL)
-			has_status = -1;
-	}
+	has_status = http_query_param(c->req->query, "status", status_text,
+	    sizeof(status_text));
+	if (has_status == 1 && integ_status_parse(status_text, &status) == -1)
+		has_status = -1;
 	has_cursor = http_query_param(c->req->query, "cursor", cursor,
 	    sizeof(cursor));
 	if (has_status == -1 || has_cursor == -1 ||
@@ -91,7 +83,7 @@ h_admin_integrations(struct ctx *c)
 		    "a next_cursor value");
 	root = cJSON_CreateObject();
 	list = cJSON_AddArrayToObject(root, "integrations");
-	rc = db_integration_list(c->app->db, has_status == 1 ? status : NULL,
+	rc = db_integration_list(c->app->db, has_status == 1 ? &status : NULL,
 	    has_cursor == 1 ? cursor : NULL, (int)limit, add_status, list, &n);
 	if (rc != DB_OK) {
 		cJSON_Delete(root);
@@ -120,9 +112,10 @@ h_healthz(struct ctx *c)
 }
 
 static void
-put_count(const char *status, long long n, void *arg)
+put_count(enum integ_status status, long long n, void *arg)
 {
-	buf_printf(arg, "sfconnect_integrations{status=\"%s\"} %lld\n", status, n);
+	buf_printf(arg, "sfconnect_integrations{status=\"%s\"} %lld\n",
+	    integ_status_name(status), n);
 }
 
 /* Prometheus text format; nginx lets only local callers reach it. */

@@ -98,7 +98,9 @@ h_admin_check(struct ctx *c)
 	static const char *const fields[] = { "status", "older_than_s", NULL };
 	struct lc_counts	 counts = { .checked = 0 };
 	struct timespec		 t0, t1;
-	const char		*status, *statuses;
+	const char		*status;
+	enum integ_status	 one;
+	integ_status_set	 statuses;
 	const cJSON		*older;
 	double			 older_than_s = 0;
 	char			 actor[160];
@@ -118,19 +120,15 @@ h_admin_check(struct ctx *c)
 	}
 	if (older != NULL)
 		older_than_s = older->valuedouble;
-	if (status == NULL)
-		statuses = "{connected,degraded,invalid}";
-	else if (strcmp(status, "connected") == 0)
-		statuses = "{connected}";
-	else if (strcmp(status, "degraded") == 0)
-		statuses = "{degraded}";
-	else if (strcmp(status, "invalid") == 0)
-		statuses = "{invalid}";
-	else {
+	statuses = INTEG_SET_ALL & ~INTEG_SET(INTEG_DISCONNECTED);
+	if (status != NULL && (integ_status_parse(status, &one) == -1 ||
+	    one == INTEG_DISCONNECTED)) {
 		api_error(c, 400, "bad_request",
 		    "status must be connected, degraded or invalid");
 		goto out;
 	}
+	if (status != NULL)
+		statuses = INTEG_SET(one);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = lc_check_due(c->app, statuses, (long)older_than_s, false,
 	    api_actor(c, actor, sizeof(actor)), &counts);

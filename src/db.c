@@ -217,6 +217,14 @@ static const bool stmt_is_read[ST__MAX] = {
 	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
 };
 
+/* How the integrations.status column spells each status. */
+static const char *const pg_status[INTEG__MAX] = {
+	[INTEG_DISCONNECTED] = "disconnected",
+	[INTEG_CONNECTED] = "connected",
+	[INTEG_DEGRADED] = "degraded",
+	[INTEG_INVALID] = "invalid",
+};
+
 struct db {
 	PGconn	*conn;
 	char	*conninfo;
@@ -722,6 +730,36 @@ db_key_revoke(struct db *db, const char *id)
 
 /* Integrations. */
 
+/* 0 and *status set when text is a stored status; -1 otherwise. */
+static int
+pg_status_parse(const char *text, enum integ_status *status)
+{
+	for (int st = 0; st < INTEG__MAX; st++)
+		if (strcmp(text, pg_status[st]) == 0) {
+			*status = (enum integ_status)st;
+			return 0;
+		}
+	return -1;
+}
+
+/* The PostgreSQL array literal of set ("{connected,degraded}") into out. */
+static void
+pg_status_array(integ_status_set set, char *out, size_t outlen)
+{
+	size_t	 len;
+
+	snprintf(out, outlen, "{");
+	for (int st = 0; st < INTEG__MAX; st++) {
+		if ((set & INTEG_SET(st)) == 0)
+			continue;
+		len = strlen(out);
+		snprintf(out + len, outlen - len, "%s%s", len > 1 ? "," : "",
+		    pg_status[st]);
+	}
+	len = strlen(out);
+	snprintf(out + len, outlen - len, "}");
+}
+
 static char *
 dup_nullable(const PGresult *res, int row, int col)
 {
@@ -733,12 +771,12 @@ dup_nullable(const PGresult *res, int row, int col)
 static int
 load_integration(const PGresult *res, int row, struct integration *integ)
 {
-	int	 c = 0;
+	int	 c = 0, status_ok;
 
 	memset(integ, 0, sizeof(*integ));
 	integ->org_id = ll_col(res, row, c++);
 	copy_col(res, row, c++, integ->org_slug, sizeof(integ->org_slug));
-	copy_col(res, row, c++, integ->status, sizeof(integ->status));
+	status_ok = pg_status_parse(PQgetvalue(res, row, c++), &integ->status);
 	copy_col(res, row, c++, integ->sf_org_id, sizeof(integ->sf_org_id));
 	copy_col(res, row, c++, integ->sf_user_id, sizeof(integ->sf_user_id));
 	copy_col(res, row, c++, integ->sf_username, sizeof(integ->sf_username));
@@ -766,6 +804,12 @@ load_integration(const PGresult *res, int row, struct integration *integ)
 	integ->last_error_at = (time_t)ll_col(res, row, c++);
 	integ->failure_count = (int)ll_col(res, row, c++);
 	integ->next_retry_at = (time_t)ll_col(res, row, c++);
+	if (status_ok == -1) {
+		log_error("db_bad_status", "org %lld: unknown integration status",
+		    integ->org_id);
+		db_integration_clear(integ);
+		return -1;
+	}
 	if ((!PQgetisnull(res, row, 12) && integ->access_token_enc == NULL) ||
 	    (!PQgetisnull(res, row, 13) && integ->refresh_token_enc == NULL)) {
 		db_integration_clear(integ);
@@ -782,6 +826,20 @@ db_integration_clear(struct integration *integ)
 	integ->access_token_enc = integ->refresh_token_enc = NULL;
 }
 
+/*
+ * Fills integ from the single row of res: DB_NOTFOUND without one,
+ * DB_ERROR on a bad row or out of memory.
+ */
+static enum db_rc
+load_single_integration(const PGresult *res, struct integration *integ)
+{
+	if (PQntuples(res) != 1)
+		return DB_NOTFOUND;
+	if (load_integration(res, 0, integ) == -1)
+		return DB_ERROR;
+	return DB_OK;
+}
+
 enum db_rc
 db_integration_get(struct db *db, long long org_id, struct integration *integ)
 {
@@ -793,22 +851,19 @@ db_integration_get(struct db *db, long long org_id, struct integration *integ)
 	snprintf(id, sizeof(id), "%lld", org_id);
 	if ((rc = run(db, ST_INTEG_GET, 1, &param, &res)) != DB_OK)
 		return rc;
-	if (PQntuples(res) != 1)
-		rc = DB_NOTFOUND;
-	else if (load_integration(res, 0, integ) == -1)
-		rc = DB_ERROR;
+	rc = load_single_integration(res, integ);
 	PQclear(res);
 	return rc;
 }
 
 enum db_rc
-db_integration_list(struct db *db, const char *status, const char *after,
-    int limit, void (*fn)(const struct integration *, void *), void *arg,
-    int *n)
+db_integration_list(struct db *db, const enum integ_status *status,
+    const char *after, int limit,
+    void (*fn)(const struct integration *, void *), void *arg, int *n)
 {
 	char			 lim[16];
 	const char		*params[3] = { after ? after : "",
-				    status ? status : "", lim };
+				    status ? pg_status[*status] : "", lim };
 	struct integration	 integ;
 	PGresult		*res;
 	enum db_rc		 rc;
@@ -939,10 +994,7 @@ db_integration_lock(struct db *db, long long org_id, long lock_timeout_ms,
 	snprintf(id, sizeof(id), "%lld", org_id);
 	if ((rc = run(db, ST_INTEG_LOCK, 1, &param, &res)) != DB_OK)
 		return rc;
-	if (PQntuples(res) != 1)
-		rc = DB_NOTFOUND;
-	else if (load_integration(res, 0, integ) == -1)
-		rc = DB_ERROR;
+	rc = load_single_integration(res, integ);
 	PQclear(res);
 	return rc;
 }
@@ -988,16 +1040,18 @@ db_now(struct db *db, char out[32])
 }
 
 enum db_rc
-db_integration_claim(struct db *db, const char *statuses, const char *cutoff,
-    bool due_retries, int limit, struct integration *out, int *n)
+db_integration_claim(struct db *db, integ_status_set statuses,
+    const char *cutoff, bool due_retries, int limit, struct integration *out,
+    int *n)
 {
-	char		 lim[16];
-	const char	*params[4] = { statuses, cutoff, lim,
+	char		 lim[16], array[64];
+	const char	*params[4] = { array, cutoff, lim,
 			    due_retries ? "t" : "f" };
 	PGresult	*res;
 	enum db_rc	 rc;
 
 	*n = 0;
+	pg_status_array(statuses, array, sizeof(array));
 	snprintf(lim, sizeof(lim), "%d", limit);
 	if ((rc = run(db, ST_INTEG_CLAIM, 4, params, &res)) != DB_OK)
 		return rc;
@@ -1042,11 +1096,13 @@ db_integration_refreshed(struct db *db, long long org_id,
 }
 
 enum db_rc
-db_integration_failed(struct db *db, long long org_id, const char *status,
-    const char *kind, const char *code, const char *message, double retry_s)
+db_integration_failed(struct db *db, long long org_id,
+    enum integ_status status, const char *kind, const char *code,
+    const char *message, double retry_s)
 {
 	char		 id[24], retry[32];
-	const char	*params[6] = { id, status, kind, code, message, retry };
+	const char	*params[6] = { id, pg_status[status], kind, code, message,
+			    retry };
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(retry, sizeof(retry), "%.3f", retry_s);
@@ -1054,16 +1110,18 @@ db_integration_failed(struct db *db, long long org_id, const char *status,
 }
 
 enum db_rc
-db_status_counts(struct db *db, void (*fn)(const char *status, long long n,
-    void *arg), void *arg)
+db_status_counts(struct db *db, void (*fn)(enum integ_status status,
+    long long n, void *arg), void *arg)
 {
+	enum integ_status status;
 	PGresult	*res;
 	enum db_rc	 rc = run(db, ST_STATUS_COUNTS, 0, NULL, &res);
 
 	if (rc != DB_OK)
 		return rc;
 	for (int row = 0; row < PQntuples(res); row++)
-		fn(PQgetvalue(res, row, 0), ll_col(res, row, 1), arg);
+		if (pg_status_parse(PQgetvalue(res, row, 0), &status) == 0)
+			fn(status, ll_col(res, row, 1), arg);
 	PQclear(res);
 	return DB_OK;
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "app.h"
+#include "integ.h"
 
 struct cJSON;
 
@@ -23,33 +24,6 @@ enum db_rc {
 	DB_LOCK_TIMEOUT = -3,
 };
 
-struct integration {
-	long long	 org_id;
-	char		 org_slug[64];
-	char		 status[16];
-	char		 sf_org_id[19];
-	char		 sf_user_id[19];
-	char		 sf_username[256];
-	char		 sf_display_name[256];
-	char		 instance_url[256];
-	char		 environment[16];
-	char		 login_host[256];
-	char		 connected_by[128];
-	char		 previous_sf_org_id[19];
-	char		*access_token_enc;	/* owned, NULL when none */
-	char		*refresh_token_enc;	/* owned, NULL when none */
-	long long	 token_generation;
-	time_t		 issued_at;		/* 0 = null, as for every time_t here */
-	time_t		 connected_at;
-	time_t		 last_refreshed_at;
-	time_t		 last_checked_at;
-	char		 last_error_kind[16];	/* "" = no last error */
-	char		 last_error_code[64];
-	char		 last_error_message[256];
-	time_t		 last_error_at;
-	int		 failure_count;
-	time_t		 next_retry_at;
-};
 
 struct db;
 
@@ -102,8 +76,8 @@ void		 db_integration_clear(struct integration *integ);
  * Lists integrations ordered by org slug after cursor (NULL: from the
  * start), status filter NULL for all. Calls fn for each; *n gets the count.
  */
-enum db_rc	 db_integration_list(struct db *db, const char *status,
-		    const char *after, int limit,
+enum db_rc	 db_integration_list(struct db *db,
+		    const enum integ_status *status, const char *after, int limit,
 		    void (*fn)(const struct integration *, void *), void *arg,
 		    int *n);
 
@@ -128,12 +102,12 @@ enum db_rc	 db_integration_disconnect(struct db *db, long long org_id);
 enum db_rc	 db_now(struct db *db, char out[32]);
 /*
  * Inside db_begin(): locks up to limit integrations whose status is in
- * statuses (a PostgreSQL array literal such as "{connected,degraded}") and
+ * statuses and
  * whose last check is before cutoff (epoch text) -- or, with due_retries,
  * degraded ones whose next_retry_at has come -- skipping rows locked
  * elsewhere. Fills out[0..*n-1] (caller clears each).
  */
-enum db_rc	 db_integration_claim(struct db *db, const char *statuses,
+enum db_rc	 db_integration_claim(struct db *db, integ_status_set statuses,
 		    const char *cutoff, bool due_retries, int limit,
 		    struct integration *out, int *n);
 /*
@@ -147,7 +121,7 @@ enum db_rc	 db_integration_refreshed(struct db *db, long long org_id,
 		    long long *generation);
 /* A failed refresh: status degraded (retry after retry_s) or invalid. */
 enum db_rc	 db_integration_failed(struct db *db, long long org_id,
-		    const char *status, const char *kind, const char *code,
+		    enum integ_status status, const char *kind, const char *code,
 		    const char *message, double retry_s);
 
 /* One-time OAuth states: only the SHA-256 of a state is stored. */
@@ -180,7 +154,7 @@ enum db_rc	 db_integration_reseal(struct db *db, long long org_id,
 
 /* Calls fn with the number of integrations in each status. */
 enum db_rc	 db_status_counts(struct db *db,
-		    void (*fn)(const char *status, long long n, void *arg),
+		    void (*fn)(enum integ_status status, long long n, void *arg),
 		    void *arg);
 
 /* Audit log. detail is a JSON object text (never a secret). */

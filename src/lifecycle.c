@@ -43,7 +43,7 @@ needs_refresh(const struct app *app, const struct integration *integ,
 
 	if (integ->access_token_enc == NULL || integ->last_refreshed_at == 0)
 		return true;
-	if (!force && strcmp(integ->status, "degraded") == 0 &&
+	if (!force && integ->status == INTEG_DEGRADED &&
 	    integ->next_retry_at > time(NULL))
 		return false;	/* backing off: the stored token is the best we have */
 	if (!force)
@@ -69,27 +69,41 @@ backoff_s(int failures)
 	return d * (0.5 + r / 510.0);
 }
 
+/* The audit action of a change from before to after (they differ). */
+static const char *
+transition_type(enum integ_status before, enum integ_status after)
+{
+	switch (after) {
+	case INTEG_CONNECTED:
+		return before == INTEG_DEGRADED ? "integration.recovered" :
+		    "integration.connected";
+	case INTEG_DEGRADED:
+		return "integration.degraded";
+	case INTEG_INVALID:
+		return "integration.invalid";
+	case INTEG_DISCONNECTED:
+	case INTEG__MAX:
+		break;
+	}
+	return "integration.disconnected";
+}
+
 /* Audits a status change inside the caller's transaction. A db_rc. */
 static int
 record_transition(struct app *app, const struct integration *before,
-    const char *after, const char *actor, const struct sf_error *err)
+    enum integ_status after, const char *actor, const struct sf_error *err)
 {
 	const char	*type;
 	char		*detail;
 	cJSON		*o;
 	int		 rc = DB_ERROR;
 
-	if (strcmp(before->status, after) == 0)
+	if (before->status == after)
 		return DB_OK;
-	if (strcmp(after, "connected") != 0)
-		type = strcmp(after, "degraded") == 0 ? "integration.degraded" :
-		    "integration.invalid";
-	else
-		type = strcmp(before->status, "degraded") == 0 ?
-		    "integration.recovered" : "integration.connected";
+	type = transition_type(before->status, after);
 	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "from", before->status);
-	cJSON_AddStringToObject(o, "to", after);
+	cJSON_AddStringToObject(o, "from", integ_status_name(before->status));
+	cJSON_AddStringToObject(o, "to", integ_status_name(after));
 	cJSON_AddStringToObject(o, "salesforce_org_id", before->sf_org_id);
 	if (err != NULL)
 		cJSON_AddStringToObject(o, "error", err->code);
@@ -97,8 +111,9 @@ record_transition(struct app *app, const struct integration *before,
 		rc = db_audit_add(app->db, before->org_id, actor, type, detail);
 	free(detail);
 	cJSON_Delete(o);
-	log_info(type, "org %s: %s -> %s%s%s", before->org_slug, before->status,
-	    after, err ? ": " : "", err ? err->code : "");
+	log_info(type, "org %s: %s -> %s%s%s", before->org_slug,
+	    integ_status_name(before->status), integ_status_name(after),
+	    err ? ": " : "", err ? err->code : "");
 	return rc;
 }
 
@@ -176,19 +191,19 @@ save_rotated(struct app *app, const struct integration *integ,
 }
 
 /* The stored status and last_error.kind of a failed refresh. */
-static const char *
+static enum integ_status
 failure_status(const struct sf_error *err, const char **kind)
 {
 	switch (err->kind) {
 	case SF_INVALID:
 		*kind = "invalid";
-		return "invalid";
+		return INTEG_INVALID;
 	case SF_CONFIG:
 		*kind = "config";
-		return "degraded";
+		return INTEG_DEGRADED;
 	default:
 		*kind = "transient";
-		return "degraded";
+		return INTEG_DEGRADED;
 	}
 }
 
@@ -198,18 +213,19 @@ failure_status(const struct sf_error *err, const char **kind)
  */
 static int
 apply_outcome(struct app *app, const struct integration *integ,
-    const struct sf_refresh_job *job, const char *actor, const char **status,
-    long long *generation)
+    const struct sf_refresh_job *job, const char *actor,
+    enum integ_status *status, long long *generation)
 {
-	const char	*kind, *next;
+	enum integ_status next;
+	const char	*kind;
 	int		 rc;
 
 	if (job->rc == 0) {
 		if ((rc = write_refreshed(app, integ, &job->token, generation)) != DB_OK ||
-		    (rc = record_transition(app, integ, "connected", actor,
+		    (rc = record_transition(app, integ, INTEG_CONNECTED, actor,
 		    NULL)) != DB_OK)
 			return rc;
-		*status = "connected";
+		*status = INTEG_CONNECTED;
 		return DB_OK;
 	}
 	next = failure_status(&job->err, &kind);
@@ -284,7 +300,7 @@ token_from_row(struct app *app, const struct integration *integ,
  */
 static enum lc_rc
 refresh_locked(struct app *app, const struct integration *integ,
-    const char *actor, struct sf_refresh_job *job, const char **status,
+    const char *actor, struct sf_refresh_job *job, enum integ_status *status,
     long long *generation)
 {
 	char	*refresh = NULL;
@@ -334,11 +350,11 @@ answer_from_row(struct app *app, const struct integration *integ, bool force,
     long long generation, struct lc_token *out, struct sf_error *err,
     enum lc_rc *lrc)
 {
-	if (strcmp(integ->status, "disconnected") == 0)
+	if (integ->status == INTEG_DISCONNECTED)
 		*lrc = LC_NOT_CONNECTED;
-	else if (strcmp(integ->status, "invalid") == 0)
+	else if (integ->status == INTEG_INVALID)
 		*lrc = LC_INVALID;
-	else if (force && strcmp(integ->status, "degraded") == 0 &&
+	else if (force && integ->status == INTEG_DEGRADED &&
 	    time(NULL) - integ->last_checked_at < FORCE_MIN_AGE_S) {
 		stored_error(integ, err);
 		*lrc = err->kind == SF_CONFIG ? LC_SF_CONFIG : LC_SF_UNAVAILABLE;
@@ -355,7 +371,7 @@ lc_token(struct app *app, long long org_id, const char *actor, bool force,
 {
 	struct integration	 integ = { .org_id = 0 };
 	struct sf_refresh_job	 job = { .rc = 0 };
-	const char		*status = NULL;
+	enum integ_status	 status = INTEG_DISCONNECTED;
 	enum lc_rc		 lrc;
 	int			 rc;
 
@@ -393,7 +409,7 @@ lc_token(struct app *app, long long org_id, const char *actor, bool force,
 		goto out;
 	}
 	*err = job.err;
-	if (strcmp(status, "invalid") == 0)
+	if (status == INTEG_INVALID)
 		lrc = LC_INVALID;
 	else if (!force && integ.access_token_enc != NULL)
 		lrc = token_from_row(app, &integ, out);	/* still usable, likely */
@@ -412,7 +428,7 @@ lc_check(struct app *app, long long org_id, const char *actor)
 {
 	struct integration	 integ = { .org_id = 0 };
 	struct sf_refresh_job	 job = { .rc = 0 };
-	const char		*status;
+	enum integ_status	 status;
 	long long		 generation;
 	enum lc_rc		 lrc;
 	int			 rc;
@@ -423,7 +439,7 @@ lc_check(struct app *app, long long org_id, const char *actor)
 		db_rollback(app->db);
 		return lc_from_db(rc);
 	}
-	if (strcmp(integ.status, "disconnected") == 0) {
+	if (integ.status == INTEG_DISCONNECTED) {
 		db_rollback(app->db);
 		db_integration_clear(&integ);
 		return LC_NOT_CONNECTED;
@@ -435,22 +451,29 @@ lc_check(struct app *app, long long org_id, const char *actor)
 }
 
 static void
-count_status(struct lc_counts *counts, const char *status)
+count_status(struct lc_counts *counts, enum integ_status status)
 {
 	counts->checked++;
-	if (strcmp(status, "connected") == 0)
+	switch (status) {
+	case INTEG_CONNECTED:
 		counts->connected++;
-	else if (strcmp(status, "degraded") == 0)
+		break;
+	case INTEG_DEGRADED:
 		counts->degraded++;
-	else
+		break;
+	case INTEG_INVALID:
+	case INTEG_DISCONNECTED:
+	case INTEG__MAX:
 		counts->invalid++;
+		break;
+	}
 }
 
 struct batch {
 	struct integration	*rows;
 	struct sf_refresh_job	*jobs;
 	char			**refresh;
-	const char		**status;
+	enum integ_status	*status;
 	int			 n;
 };
 
@@ -510,7 +533,7 @@ refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
  * left). A db_rc.
  */
 static int
-check_batch(struct app *app, const char *statuses, const char *cutoff,
+check_batch(struct app *app, integ_status_set statuses, const char *cutoff,
     bool due_retries, const char *actor, struct lc_counts *counts, int *n)
 {
 	struct batch	 b = { .n = 0 };
@@ -555,7 +578,7 @@ stop_pending(void)
 }
 
 int
-lc_check_due(struct app *app, const char *statuses, long older_than_s,
+lc_check_due(struct app *app, integ_status_set statuses, long older_than_s,
     bool due_retries, const char *actor, struct lc_counts *counts)
 {
 	char	 now[32], cutoff[48];

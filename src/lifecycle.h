@@ -1,7 +1,9 @@
 /*
  * The token lifecycle: single-flight refreshes under the org's row lock,
  * outcome handling (connected / degraded / invalid), bulk and periodic
- * checks. The rules are DESIGN.md's "Token lifecycle rules".
+ * checks. A refresh locks the org's row, re-reads it (another process may
+ * have refreshed meanwhile), calls Salesforce and writes the result with
+ * the next token_generation before it commits.
  */
 #ifndef SFC_LIFECYCLE_H
 #define SFC_LIFECYCLE_H
@@ -31,6 +33,10 @@ struct lc_token {
 	long long	 generation;
 };
 
+/* What the periodic and the CLI's "check all" refresh. */
+#define LC_ROUTINE_CHECK \
+	(INTEG_SET(INTEG_CONNECTED) | INTEG_SET(INTEG_DEGRADED))
+
 struct lc_counts {
 	int	 checked, connected, degraded, invalid;
 };
@@ -51,12 +57,12 @@ enum lc_rc	lc_token(struct app *app, long long org_id, const char *actor,
 enum lc_rc	lc_check(struct app *app, long long org_id, const char *actor);
 /*
  * Checks, batch by batch (check_concurrency at once), every integration
- * whose status is in statuses (e.g. "{connected,degraded}") and whose last
+ * whose status is in statuses and whose last
  * check is older than older_than_s; with due_retries also degraded ones
  * whose backoff has passed. Adds to *counts. Stops early, between two
  * batches, when a SIGTERM is pending. A db_rc.
  */
-int		lc_check_due(struct app *app, const char *statuses,
+int		lc_check_due(struct app *app, integ_status_set statuses,
 		    long older_than_s, bool due_retries, const char *actor,
 		    struct lc_counts *counts);
 

@@ -278,9 +278,10 @@ check_org(struct app *app, const char *slug)
 	}
 	if (report_db("check", db_integration_get(app->db, org.id, &integ)) != 0)
 		return 1;
-	printf("%s\t%s\t%s\t%s\n", slug, integ.status, integ.sf_org_id,
+	printf("%s\t%s\t%s\t%s\n", slug, integ_status_name(integ.status),
+	    integ.sf_org_id,
 	    integ.last_error_code[0] ? integ.last_error_code : "-");
-	rc = strcmp(integ.status, "connected") == 0 ? 0 : 1;
+	rc = integ.status == INTEG_CONNECTED ? 0 : 1;
 	db_integration_clear(&integ);
 	return rc;
 }
@@ -310,7 +311,7 @@ cmd_check(struct db *db, int argc, char **argv)
 	if (argc == 2)
 		rc = check_org(&app, argv[1]);
 	else if (report_db("check", lc_check_due(&app,
-	    "{connected,degraded}", 0, false, "sfconnect-admin", &counts)) == 0)
+	    LC_ROUTINE_CHECK, 0, false, "sfconnect-admin", &counts)) == 0)
 		rc = report_check("all", &counts);
 out:
 	sf_free(app.sf);

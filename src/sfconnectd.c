@@ -223,7 +223,7 @@ checker_main(struct app *app)
 	while (!stop_requested) {
 		memset(&counts, 0, sizeof(counts));
 		if (db_ensure(app->db) == DB_OK &&
-		    lc_check_due(app, "{connected,degraded}",
+		    lc_check_due(app, LC_ROUTINE_CHECK,
 		    app->cfg->check_interval_s, true, "background-check",
 		    &counts) == DB_OK && counts.checked > 0)
 			log_info("checked", "%d checked: %d connected, %d degraded, "

@@ -17,7 +17,7 @@ status_banner(const struct integration *integ)
 {
 	cJSON	*banner, *action;
 
-	if (strcmp(integ->status, "invalid") != 0)
+	if (integ->status != INTEG_INVALID)
 		return NULL;
 	banner = cJSON_CreateObject();
 	cJSON_AddStringToObject(banner, "level", "error");
@@ -70,7 +70,7 @@ status_object(const struct integration *integ)
 		return NULL;
 	cJSON_AddStringToObject(root, "org", integ->org_slug);
 	cJSON_AddStringToObject(root, "provider", "salesforce");
-	cJSON_AddStringToObject(root, "status", integ->status);
+	cJSON_AddStringToObject(root, "status", integ_status_name(integ->status));
 	api_add_str_or_null(root, "salesforce_org_id", integ->sf_org_id);
 	add_user(root, integ);
 	api_add_str_or_null(root, "instance_url", integ->instance_url);

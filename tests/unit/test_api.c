@@ -743,7 +743,7 @@ test_status_disconnected(void **state)
 	(void)state;
 	memset(&integ, 0, sizeof(integ));
 	snprintf(integ.org_slug, sizeof(integ.org_slug), "acme");
-	snprintf(integ.status, sizeof(integ.status), "disconnected");
+	integ.status = INTEG_DISCONNECTED;
 	o = status_object(&integ);
 	assert_non_null(o);
 	for (i = 0; i < ARRAY_LEN(status_members); i++)
@@ -768,7 +768,7 @@ test_status_invalid(void **state)
 	(void)state;
 	memset(&integ, 0, sizeof(integ));
 	snprintf(integ.org_slug, sizeof(integ.org_slug), "acme");
-	snprintf(integ.status, sizeof(integ.status), "invalid");
+	integ.status = INTEG_INVALID;
 	snprintf(integ.last_error_kind, sizeof(integ.last_error_kind), "invalid");
 	snprintf(integ.last_error_code, sizeof(integ.last_error_code),
 	    "invalid_grant");
@@ -812,7 +812,7 @@ test_status_connected(void **state)
 	(void)state;
 	memset(&integ, 0, sizeof(integ));
 	snprintf(integ.org_slug, sizeof(integ.org_slug), "acme");
-	snprintf(integ.status, sizeof(integ.status), "connected");
+	integ.status = INTEG_CONNECTED;
 	snprintf(integ.sf_org_id, sizeof(integ.sf_org_id), "00Dx0000000BV7zEAG");
 	snprintf(integ.sf_user_id, sizeof(integ.sf_user_id), "005x00000012Q9PAAU");
 	snprintf(integ.sf_username, sizeof(integ.sf_username), "ada@acme.test");
@@ -847,8 +847,9 @@ test_status_connected(void **state)
 static void
 test_status_banner_only_when_invalid(void **state)
 {
-	static const char *const statuses[] = {
-		"disconnected", "connected", "degraded", "",
+	/* "" of the old text column has no counterpart: the type excludes it. */
+	static const enum integ_status statuses[] = {
+		INTEG_DISCONNECTED, INTEG_CONNECTED, INTEG_DEGRADED,
 	};
 	struct integration	 integ;
 	cJSON			*b;
@@ -859,10 +860,10 @@ test_status_banner_only_when_invalid(void **state)
 	/* a degraded integration has a last error but no customer banner */
 	snprintf(integ.last_error_kind, sizeof(integ.last_error_kind), "transient");
 	for (i = 0; i < ARRAY_LEN(statuses); i++) {
-		snprintf(integ.status, sizeof(integ.status), "%s", statuses[i]);
+		integ.status = statuses[i];
 		assert_null(status_banner(&integ));
 	}
-	snprintf(integ.status, sizeof(integ.status), "invalid");
+	integ.status = INTEG_INVALID;
 	b = status_banner(&integ);
 	assert_non_null(b);
 	cJSON_Delete(b);
@@ -923,6 +924,23 @@ test_slug_ok(void **state)
 }
 
 static void
+test_integ_status_names(void **state)
+{
+	enum integ_status	 st;
+
+	(void)state;
+	for (int i = 0; i < INTEG__MAX; i++) {
+		assert_int_equal(integ_status_parse(
+		    integ_status_name((enum integ_status)i), &st), 0);
+		assert_int_equal(st, i);
+	}
+	assert_string_equal(integ_status_name(INTEG_DEGRADED), "degraded");
+	assert_int_equal(integ_status_parse("Connected", &st), -1);
+	assert_int_equal(integ_status_parse("", &st), -1);
+	assert_string_equal(integ_status_name(INTEG__MAX), "unknown");
+}
+
+static void
 test_roles(void **state)
 {
 	static const struct {
@@ -979,6 +997,7 @@ main(void)
 		cmocka_unit_test(test_status_banner_only_when_invalid),
 		cmocka_unit_test(test_time_rfc3339),
 		cmocka_unit_test(test_slug_ok),
+		cmocka_unit_test(test_integ_status_names),
 		cmocka_unit_test(test_roles),
 	};
 
