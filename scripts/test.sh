@@ -54,7 +54,7 @@ if [ -z "${SFC_SKIP_DEPS:-}" ]; then
 fi
 
 # ---------------------------------------------------------------- build
-CONFIGURE_ARGS="--enable-test-hooks"
+CONFIGURE_ARGS=""
 if [ -n "${SFC_SANITIZE:-}" ]; then
 	SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1"
 	export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"

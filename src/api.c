@@ -12,6 +12,7 @@
 #include "crypto.h"
 #include "db.h"
 #include "log.h"
+#include "util.h"
 
 enum route_flags {
 	ROUTE_NO_DB = 1 << 0,	/* the handler copes with the database down */
@@ -21,7 +22,7 @@ struct route {
 	const char	*method;
 	const char	*pattern;
 	enum role	 role;		/* ROLE_NONE: no authentication */
-	int		(*handler)(struct ctx *);
+	void		(*handler)(struct ctx *);
 	unsigned	 flags;
 };
 
@@ -112,7 +113,7 @@ route_match(const char *pattern, const char *path, struct match *m)
 	return 1;
 }
 
-int
+void
 api_json(struct ctx *c, int status, cJSON *body)
 {
 	char	*text = NULL;
@@ -132,10 +133,9 @@ api_json(struct ctx *c, int status, cJSON *body)
 		OPENSSL_cleanse(text, strlen(text));
 	free(text);
 	cJSON_Delete(body);
-	return 0;
 }
 
-int
+void
 api_error(struct ctx *c, int status, const char *code, const char *fmt, ...)
 {
 	char	 msg[512];
@@ -155,16 +155,50 @@ api_error(struct ctx *c, int status, const char *code, const char *fmt, ...)
 	cJSON_AddStringToObject(root, "request_id", c->req->request_id);
 	if (status >= 500)
 		log_warn("request_error", "%d %s: %s", status, code, msg);
-	return api_json(c, status, root);
+	api_json(c, status, root);
 }
 
 int
+api_query_cursor(struct ctx *c, char *cursor, size_t cursorlen)
+{
+	int	 found = http_query_param(c->req->query, "cursor", cursor,
+		    cursorlen);
+
+	if (found == 1 && !slug_ok(cursor))
+		return -1;
+	return found;
+}
+
+void
+api_page_reply(struct ctx *c, int rc, cJSON *root, const cJSON *list,
+    long limit, const char *member)
+{
+	int	 n = cJSON_GetArraySize(list);
+	cJSON	*last;
+
+	if (rc != DB_OK) {
+		cJSON_Delete(root);
+		api_db_error(c, rc);
+		return;
+	}
+	if (n == limit && (last = cJSON_GetArrayItem(list, n - 1)) != NULL &&
+	    cJSON_IsString(cJSON_GetObjectItem(last, member)))
+		cJSON_AddStringToObject(root, "next_cursor",
+		    cJSON_GetObjectItem(last, member)->valuestring);
+	else
+		cJSON_AddNullToObject(root, "next_cursor");
+	api_json(c, 200, root);
+}
+
+void
 api_db_error(struct ctx *c, int rc)
 {
-	if (rc == DB_UNAVAILABLE || rc == DB_LOCK_TIMEOUT)
-		return api_error(c, 503, "service_unavailable",
+	if (rc == DB_UNAVAILABLE || rc == DB_LOCK_TIMEOUT) {
+		api_error(c, 503, "service_unavailable",
 		    "the database is unavailable; retry shortly");
-	return api_error(c, 500, "internal", "internal error");
+		return;
+	}
+	api_error(c, 500, "internal", "internal error");
 }
 
 int
@@ -337,6 +371,23 @@ role_allows(enum role have, enum role need)
 	return 0;
 }
 
+/*
+ * 0 when a lookup's rc is DB_OK; else -1 after answering: status with code
+ * and msg when nothing was found, the database error otherwise.
+ */
+static int
+lookup_answer(struct ctx *c, int rc, int status, const char *code,
+    const char *msg)
+{
+	if (rc == DB_OK)
+		return 0;
+	if (rc == DB_NOTFOUND)
+		api_error(c, status, code, "%s", msg);
+	else
+		api_db_error(c, rc);
+	return -1;
+}
+
 /* Returns 0 when the caller is known (c->who set), else -1 after answering. */
 static int
 authenticate(struct ctx *c)
@@ -355,21 +406,15 @@ authenticate(struct ctx *c)
 		key++;
 	crypto_sha256_hex(key, strlen(key), hash);
 	rc = db_key_lookup(c->app->db, hash, &c->who);
-	if (rc == DB_NOTFOUND) {
-		api_error(c, 401, "unauthorized", "the API key is not valid");
-		return -1;
-	}
-	if (rc != DB_OK) {
-		api_db_error(c, rc);
-		return -1;
-	}
-	return 0;
+	return lookup_answer(c, rc, 401, "unauthorized", "the API key is not "
+	    "valid");
 }
 
 /* Checks that the caller may see org slug; loads c->org. 0, or -1 after answering. */
 static int
 resolve_org(struct ctx *c, const char *slug)
 {
+	char	 msg[96];
 	int	 rc;
 
 	if (c->who.role != ROLE_OPERATOR && strcmp(c->who.org_slug, slug) != 0) {
@@ -378,15 +423,8 @@ resolve_org(struct ctx *c, const char *slug)
 		return -1;
 	}
 	rc = db_org_get(c->app->db, slug, &c->org);
-	if (rc == DB_NOTFOUND) {
-		api_error(c, 404, "not_found", "no org %s", slug);
-		return -1;
-	}
-	if (rc != DB_OK) {
-		api_db_error(c, rc);
-		return -1;
-	}
-	return 0;
+	snprintf(msg, sizeof(msg), "no org %s", slug);
+	return lookup_answer(c, rc, 404, "not_found", msg);
 }
 
 static int

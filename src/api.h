@@ -1,6 +1,16 @@
 /*
  * The request layer: routing table, authentication, CORS, error JSON.
  * Handlers receive a ctx with the caller and the org already checked.
+ *
+ * Return conventions, one per kind of function, across src/:
+ * - store calls (db_*) return an enum db_rc; lifecycle calls (lc_*) an
+ *   enum lc_rc; Salesforce calls (sf_*) 0 or -1 with a struct sf_error;
+ * - handlers (h_*) and the writers api_json / api_error / api_db_error
+ *   return nothing: they always fill c->res;
+ * - request-parsing helpers (api_body, api_str, api_query_*) return 0 (or
+ *   1 for "present"), or -1 after they have written a 400;
+ * - predicates return bool; constructors return an owned pointer or NULL,
+ *   freed by the matching _free / _clear / cJSON_Delete.
  */
 #ifndef SFC_API_H
 #define SFC_API_H
@@ -23,13 +33,18 @@ struct ctx {
 void	api_handle(struct app *app, const struct http_request *req,
 	    struct http_response *res);
 
-/* Writes body (ownership taken; NULL means out of memory) with status. Returns 0. */
-int	api_json(struct ctx *c, int status, cJSON *body);
-/* Writes the error JSON of DESIGN.md. Returns 0. */
-int	api_error(struct ctx *c, int status, const char *code,
+/* Writes body (ownership taken; NULL means out of memory) with status. */
+void	api_json(struct ctx *c, int status, cJSON *body);
+/*
+ * Writes the error JSON of docs/API.md:
+ * {"error":{"code","message"},"request_id"} with status.
+ */
+void	api_error(struct ctx *c, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* Maps a db_rc failure to 503/500. Returns 0. */
-int	api_db_error(struct ctx *c, int rc);
+/* Maps a db_rc failure to 503/500. */
+void	api_db_error(struct ctx *c, int rc);
+/* Answers 200 with the status object of c->org (or the db error). */
+void	api_status_reply(struct ctx *c);
 /*
  * Parses the JSON object body into *out (NULL when there is no body).
  * allowed lists the accepted member names (NULL-terminated). Returns 0, or
@@ -50,6 +65,18 @@ int	api_bool(struct ctx *c, const cJSON *obj, const char *name, bool *out);
  */
 int	api_query_long(struct ctx *c, const char *name, long min, long max,
 	    long def, long *out);
+/*
+ * The paging cursor (an org slug) of the query into cursor: 1 when given,
+ * 0 when absent, -1 when not a slug (nothing is written: the caller answers).
+ */
+int	api_query_cursor(struct ctx *c, char *cursor, size_t cursorlen);
+/*
+ * Answers one page: with rc DB_OK, 200 with root (ownership taken) plus
+ * "next_cursor" (member of list's last item when list holds limit items,
+ * else null); otherwise the database error, and root is freed.
+ */
+void	api_page_reply(struct ctx *c, int rc, cJSON *root, const cJSON *list,
+	    long limit, const char *member);
 /* The audit actor of the caller: its key label, or "key:<id>". */
 const char *api_actor(const struct ctx *c, char *out, size_t outlen);
 /* Adds a string member, or null when s is NULL or empty. */
@@ -57,23 +84,23 @@ void	api_add_str_or_null(cJSON *obj, const char *name, const char *s);
 /* Adds an RFC 3339 time member, or null when t is 0. */
 void	api_add_time_or_null(cJSON *obj, const char *name, time_t t);
 
-/* Handlers (api_*.c). Each returns 0 after filling c->res. */
-int	h_healthz(struct ctx *c);
-int	h_metrics(struct ctx *c);
-int	h_status_get(struct ctx *c);
-int	h_banners(struct ctx *c);
-int	h_audit(struct ctx *c);
-int	h_admin_integrations(struct ctx *c);
-int	h_admin_org_create(struct ctx *c);
-int	h_admin_org_list(struct ctx *c);
-int	h_admin_key_create(struct ctx *c);
-int	h_admin_key_list(struct ctx *c);
-int	h_admin_key_revoke(struct ctx *c);
-int	h_connect(struct ctx *c);
-int	h_callback(struct ctx *c);
-int	h_disconnect(struct ctx *c);
-int	h_token(struct ctx *c);
-int	h_check(struct ctx *c);
-int	h_admin_check(struct ctx *c);
+/* Handlers (api_*.c). Each fills c->res. */
+void	h_healthz(struct ctx *c);
+void	h_metrics(struct ctx *c);
+void	h_status_get(struct ctx *c);
+void	h_banners(struct ctx *c);
+void	h_audit(struct ctx *c);
+void	h_admin_integrations(struct ctx *c);
+void	h_admin_org_create(struct ctx *c);
+void	h_admin_org_list(struct ctx *c);
+void	h_admin_key_create(struct ctx *c);
+void	h_admin_key_list(struct ctx *c);
+void	h_admin_key_revoke(struct ctx *c);
+void	h_connect(struct ctx *c);
+void	h_callback(struct ctx *c);
+void	h_disconnect(struct ctx *c);
+void	h_token(struct ctx *c);
+void	h_check(struct ctx *c);
+void	h_admin_check(struct ctx *c);
 
 #endif

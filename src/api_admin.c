@@ -4,6 +4,7 @@
 #include "api.h"
 #include "db.h"
 #include "keys.h"
+#include "util.h"
 
 static cJSON *
 org_object(const struct org *org)
@@ -16,7 +17,7 @@ org_object(const struct org *org)
 	return o;
 }
 
-int
+void
 h_admin_org_create(struct ctx *c)
 {
 	static const char *const fields[] = { "slug", "name", NULL };
@@ -26,7 +27,7 @@ h_admin_org_create(struct ctx *c)
 	int		 rc;
 
 	if (api_body(c, fields, &body) == -1)
-		return 0;
+		return;
 	if (api_str(c, body, "slug", 63, &slug) == -1 ||
 	    api_str(c, body, "name", 200, &name) == -1)
 		goto out;
@@ -44,41 +45,30 @@ h_admin_org_create(struct ctx *c)
 		api_json(c, 201, org_object(&org));
 out:
 	cJSON_Delete(body);
-	return 0;
 }
 
-int
+void
 h_admin_org_list(struct ctx *c)
 {
 	char	 cursor[64];
 	cJSON	*root, *list;
 	long	 limit;
-	int	 has_cursor, rc, n;
+	int	 has_cursor, rc;
 
 	if (api_query_long(c, "limit", 1, 500, 100, &limit) == -1)
-		return 0;
-	has_cursor = http_query_param(c->req->query, "cursor", cursor,
-	    sizeof(cursor));
-	if (has_cursor == -1 || (has_cursor == 1 && !slug_ok(cursor)))
-		return api_error(c, 400, "bad_request", "bad cursor");
+		return;
+	if ((has_cursor = api_query_cursor(c, cursor, sizeof(cursor))) == -1) {
+		api_error(c, 400, "bad_request", "bad cursor");
+		return;
+	}
 	root = cJSON_CreateObject();
 	list = cJSON_AddArrayToObject(root, "orgs");
 	rc = db_org_list(c->app->db, has_cursor == 1 ? cursor : NULL,
 	    (int)limit, list);
-	if (rc != DB_OK) {
-		cJSON_Delete(root);
-		return api_db_error(c, rc);
-	}
-	n = cJSON_GetArraySize(list);
-	if (n == limit)
-		cJSON_AddStringToObject(root, "next_cursor", cJSON_GetObjectItem(
-		    cJSON_GetArrayItem(list, n - 1), "slug")->valuestring);
-	else
-		cJSON_AddNullToObject(root, "next_cursor");
-	return api_json(c, 200, root);
+	api_page_reply(c, rc, root, list, limit, "slug");
 }
 
-int
+void
 h_admin_key_create(struct ctx *c)
 {
 	static const char *const fields[] = { "role", "label", NULL };
@@ -89,7 +79,7 @@ h_admin_key_create(struct ctx *c)
 	int		 rc;
 
 	if (api_body(c, fields, &body) == -1)
-		return 0;
+		return;
 	if (api_str(c, body, "role", 16, &role_text) == -1 ||
 	    api_str(c, body, "label", 120, &label) == -1)
 		goto out;
@@ -116,10 +106,9 @@ h_admin_key_create(struct ctx *c)
 	keys_wipe(&key);
 out:
 	cJSON_Delete(body);
-	return 0;
 }
 
-int
+void
 h_admin_key_list(struct ctx *c)
 {
 	char	 org[64];
@@ -127,30 +116,37 @@ h_admin_key_list(struct ctx *c)
 	int	 has_org, rc;
 
 	has_org = http_query_param(c->req->query, "org", org, sizeof(org));
-	if (has_org == -1 || (has_org == 1 && !slug_ok(org)))
-		return api_error(c, 400, "bad_request", "bad org");
+	if (has_org == -1 || (has_org == 1 && !slug_ok(org))) {
+		api_error(c, 400, "bad_request", "bad org");
+		return;
+	}
 	root = cJSON_CreateObject();
 	list = cJSON_AddArrayToObject(root, "keys");
 	if ((rc = db_key_list(c->app->db, has_org == 1 ? org : NULL, list)) != DB_OK) {
 		cJSON_Delete(root);
-		return api_db_error(c, rc);
+		api_db_error(c, rc);
+		return;
 	}
-	return api_json(c, 200, root);
+	api_json(c, 200, root);
 }
 
-int
+void
 h_admin_key_revoke(struct ctx *c)
 {
 	cJSON	*o;
 	int	 rc;
 
 	rc = db_key_revoke(c->app->db, c->param_id);
-	if (rc == DB_NOTFOUND)
-		return api_error(c, 404, "not_found", "no key %s", c->param_id);
-	if (rc != DB_OK)
-		return api_db_error(c, rc);
+	if (rc == DB_NOTFOUND) {
+		api_error(c, 404, "not_found", "no key %s", c->param_id);
+		return;
+	}
+	if (rc != DB_OK) {
+		api_db_error(c, rc);
+		return;
+	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "id", c->param_id);
 	cJSON_AddBoolToObject(o, "revoked", 1);
-	return api_json(c, 200, o);
+	api_json(c, 200, o);
 }

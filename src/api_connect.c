@@ -13,6 +13,7 @@
 #include "log.h"
 #include "sf.h"
 #include "status.h"
+#include "util.h"
 
 #define STATE_TTL_S		600
 #define DEFAULT_RETURN_TO	"/admin/integrations"
@@ -79,7 +80,7 @@ connect_body(struct ctx *c, const char **environment, const char **my_domain,
 	return 0;
 }
 
-int
+void
 h_connect(struct ctx *c)
 {
 	const char	*environment, *my_domain, *return_to;
@@ -144,7 +145,6 @@ out:
 	free(challenge);
 	free(verifier_enc);
 	free(url);
-	return 0;
 }
 
 /* The outcome of a callback, for the redirect or the JSON answer. */
@@ -153,7 +153,7 @@ struct outcome {
 	char		 reason[64];	/* snake_case, when !ok: for return_to */
 	char		 message[256];
 	int		 json_status;	/* when !ok */
-	const char	*json_code;	/* when !ok: a code of DESIGN.md's list */
+	const char	*json_code;	/* when !ok: an error code of docs/API.md */
 	char		 org_id[19];	/* when ok */
 };
 
@@ -191,7 +191,7 @@ wants_json(const struct ctx *c)
 	return strstr(c->req->accept, "application/json") != NULL;
 }
 
-/* The error JSON of DESIGN.md, plus error.reason: the return_to reason. */
+/* The error JSON of docs/API.md, plus error.reason: the return_to reason. */
 static void
 callback_error(struct ctx *c, const struct outcome *out)
 {
@@ -416,7 +416,7 @@ out:
 	sf_token_clear(&tok);
 }
 
-int
+void
 h_callback(struct ctx *c)
 {
 	char			 state[128], code[512], error[64], desc[256];
@@ -431,16 +431,22 @@ h_callback(struct ctx *c)
 	if (http_query_param(c->req->query, "error_description", desc,
 	    sizeof(desc)) != 1)
 		desc[0] = '\0';
-	if (has_state != 1 || state[0] == '\0')
-		return api_error(c, 400, "invalid_state",
+	if (has_state != 1 || state[0] == '\0') {
+		api_error(c, 400, "invalid_state",
 		    "the state is missing or unknown");
+		return;
+	}
 	crypto_sha256_hex(state, strlen(state), state_hash);
 	rc = db_state_consume(c->app->db, state_hash, &st);
-	if (rc == DB_NOTFOUND)
-		return api_error(c, 400, "invalid_state", "the state is unknown, "
+	if (rc == DB_NOTFOUND) {
+		api_error(c, 400, "invalid_state", "the state is unknown, "
 		    "expired or already used: start the connection again");
-	if (rc != DB_OK)
-		return api_db_error(c, rc);
+		return;
+	}
+	if (rc != DB_OK) {
+		api_db_error(c, rc);
+		return;
+	}
 	snprintf(st.state_hash, sizeof(st.state_hash), "%s", state_hash);
 	if (has_error == 1 || has_code != 1 || code[0] == '\0') {
 		fail(&out, 400, "bad_request",
@@ -456,7 +462,6 @@ h_callback(struct ctx *c)
 	}
 	answer_callback(c, &st, &out);
 	db_state_clear(&st);
-	return 0;
 }
 
 /*
@@ -503,7 +508,7 @@ out:
 	return rc;
 }
 
-int
+void
 h_disconnect(struct ctx *c)
 {
 	struct integration	 integ;
@@ -512,10 +517,12 @@ h_disconnect(struct ctx *c)
 	int			 rc;
 
 	if ((rc = disconnect_locked(c, &revoked)) != DB_OK ||
-	    (rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK)
-		return api_db_error(c, rc);
+	    (rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK) {
+		api_db_error(c, rc);
+		return;
+	}
 	o = status_object(&integ);
 	cJSON_AddBoolToObject(o, "revoked", revoked);
 	db_integration_clear(&integ);
-	return api_json(c, 200, o);
+	api_json(c, 200, o);
 }

@@ -5,36 +5,43 @@
 #include "api.h"
 #include "lifecycle.h"
 #include "status.h"
+#include "util.h"
 
 /* Answers a failed lifecycle call. */
-static int
+static void
 lc_error(struct ctx *c, enum lc_rc rc, const struct sf_error *err)
 {
 	switch (rc) {
 	case LC_NOT_CONNECTED:
-		return api_error(c, 409, "not_connected",
+		api_error(c, 409, "not_connected",
 		    "Salesforce is not connected for org %s", c->org.slug);
+		break;
 	case LC_INVALID:
-		return api_error(c, 409, "integration_invalid", "the Salesforce "
+		api_error(c, 409, "integration_invalid", "the Salesforce "
 		    "connection of org %s is no longer valid: an admin must "
 		    "reconnect", c->org.slug);
+		break;
 	case LC_SF_UNAVAILABLE:
-		return api_error(c, 502, "salesforce_unavailable",
+		api_error(c, 502, "salesforce_unavailable",
 		    "Salesforce could not refresh the token (%s): retry later",
 		    err && err->code[0] ? err->code : "error");
+		break;
 	case LC_SF_CONFIG:
-		return api_error(c, 502, "salesforce_error", "Salesforce "
+		api_error(c, 502, "salesforce_error", "Salesforce "
 		    "rejected this app's credentials (%s): an operator must "
 		    "fix the configuration", err && err->code[0] ? err->code : "");
+		break;
 	case LC_DB_UNAVAILABLE:
-		return api_error(c, 503, "service_unavailable",
+		api_error(c, 503, "service_unavailable",
 		    "the database is busy or unavailable; retry shortly");
+		break;
 	default:
-		return api_error(c, 500, "internal", "internal error");
+		api_error(c, 500, "internal", "internal error");
+		break;
 	}
 }
 
-int
+void
 h_token(struct ctx *c)
 {
 	struct lc_token	 tok;
@@ -49,17 +56,21 @@ h_token(struct ctx *c)
 	    sizeof(force));
 	if (has_force == -1 || (has_force == 1 && strcmp(force, "1") != 0 &&
 	    strcmp(force, "0") != 0 && strcmp(force, "true") != 0 &&
-	    strcmp(force, "false") != 0))
-		return api_error(c, 400, "bad_request",
+	    strcmp(force, "false") != 0)) {
+		api_error(c, 400, "bad_request",
 		    "force_refresh must be 1 or 0");
+		return;
+	}
 	if (api_query_long(c, "generation", 0, 0x7fffffffL, -1, &generation) == -1)
-		return 0;
+		return;
 	rc = lc_token(c->app, c->org.id, api_actor(c, actor, sizeof(actor)),
 	    has_force == 1 && (force[0] == '1' || force[0] == 't'), generation,
 	    &tok, &err);
 	http_add_header(c->res, "Cache-Control", "no-store");
-	if (rc != LC_OK)
-		return lc_error(c, rc, &err);
+	if (rc != LC_OK) {
+		lc_error(c, rc, &err);
+		return;
+	}
 	o = cJSON_CreateObject();
 	/* A reference: the only copies are ours (cleansed) and the response's. */
 	cJSON_AddItemToObject(o, "access_token",
@@ -71,28 +82,23 @@ h_token(struct ctx *c)
 	cJSON_AddNumberToObject(o, "token_generation", (double)tok.generation);
 	api_json(c, 200, o);
 	lc_token_clear(&tok);
-	return 0;
 }
 
-int
+void
 h_check(struct ctx *c)
 {
-	struct integration	 integ;
 	char			 actor[160];
 	enum lc_rc		 lrc;
-	int			 rc;
 
 	lrc = lc_check(c->app, c->org.id, api_actor(c, actor, sizeof(actor)));
-	if (lrc != LC_OK)
-		return lc_error(c, lrc, NULL);
-	if ((rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK)
-		return api_db_error(c, rc);
-	api_json(c, 200, status_object(&integ));
-	db_integration_clear(&integ);
-	return 0;
+	if (lrc != LC_OK) {
+		lc_error(c, lrc, NULL);
+		return;
+	}
+	api_status_reply(c);
 }
 
-int
+void
 h_admin_check(struct ctx *c)
 {
 	static const char *const fields[] = { "status", "older_than_s", NULL };
@@ -108,7 +114,7 @@ h_admin_check(struct ctx *c)
 	int			 rc;
 
 	if (api_body(c, fields, &body) == -1)
-		return 0;
+		return;
 	if (api_str(c, body, "status", 16, &status) == -1)
 		goto out;
 	older = cJSON_GetObjectItemCaseSensitive(body, "older_than_s");
@@ -148,5 +154,4 @@ h_admin_check(struct ctx *c)
 	api_json(c, 200, o);
 out:
 	cJSON_Delete(body);
-	return 0;
 }

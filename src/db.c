@@ -10,6 +10,7 @@
 #include "db.h"
 #include "log.h"
 #include "migrations.h"
+#include "util.h"
 
 #define TS(col)	"coalesce(extract(epoch from " col ")::bigint, 0)"
 #define TXT(col) "coalesce(" col ", '')"
@@ -475,6 +476,24 @@ append_json_array(const PGresult *res, cJSON *array)
 	return DB_OK;
 }
 
+/*
+ * Runs st, whose single row holds a JSON array, and appends that array's
+ * items to array.
+ */
+static enum db_rc
+run_json_array(struct db *db, enum stmt st, int n, const char *const *params,
+    cJSON *array)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	if ((rc = run(db, st, n, params, &res)) != DB_OK)
+		return rc;
+	rc = append_json_array(res, array);
+	PQclear(res);
+	return rc;
+}
+
 /* Migrations. */
 
 static enum db_rc
@@ -647,15 +666,9 @@ db_org_list(struct db *db, const char *after, int limit, cJSON *array)
 {
 	char		 lim[16];
 	const char	*params[2] = { after ? after : "", lim };
-	PGresult	*res;
-	enum db_rc	 rc;
 
 	snprintf(lim, sizeof(lim), "%d", limit);
-	if ((rc = run(db, ST_ORG_LIST, 2, params, &res)) != DB_OK)
-		return rc;
-	rc = append_json_array(res, array);
-	PQclear(res);
-	return rc;
+	return run_json_array(db, ST_ORG_LIST, 2, params, array);
 }
 
 /* API keys. */
@@ -705,14 +718,8 @@ enum db_rc
 db_key_list(struct db *db, const char *org, cJSON *array)
 {
 	const char	*param = org ? org : "";
-	PGresult	*res;
-	enum db_rc	 rc;
 
-	if ((rc = run(db, ST_KEY_LIST, 1, &param, &res)) != DB_OK)
-		return rc;
-	rc = append_json_array(res, array);
-	PQclear(res);
-	return rc;
+	return run_json_array(db, ST_KEY_LIST, 1, &param, array);
 }
 
 enum db_rc
@@ -903,16 +910,10 @@ db_audit_list(struct db *db, long long org_id, int limit, cJSON *array)
 {
 	char		 id[24], lim[16];
 	const char	*params[2] = { id, lim };
-	PGresult	*res;
-	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(lim, sizeof(lim), "%d", limit);
-	if ((rc = run(db, ST_AUDIT_LIST, 2, params, &res)) != DB_OK)
-		return rc;
-	rc = append_json_array(res, array);
-	PQclear(res);
-	return rc;
+	return run_json_array(db, ST_AUDIT_LIST, 2, params, array);
 }
 
 /* OAuth states. */

@@ -10,6 +10,7 @@
 #include "crypto.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "util.h"
 
 #define FORCE_MIN_AGE_S		5
 #define BACKOFF_BASE_S		30.0

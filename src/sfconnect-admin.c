@@ -17,6 +17,7 @@
 #include "keys.h"
 #include "lifecycle.h"
 #include "sf.h"
+#include "util.h"
 
 struct cmd {
 	const char	*word1, *word2;		/* word2 NULL: one-word command */

@@ -1,4 +1,4 @@
-/* The status object of DESIGN.md, built from a stored integration. */
+/* The status object of docs/API.md, built from a stored integration. */
 #ifndef SFC_STATUS_H
 #define SFC_STATUS_H
 

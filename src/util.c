@@ -2,7 +2,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
+#include "util.h"
 
 static const char *const role_names[] = {
 	[ROLE_NONE] = "none", [ROLE_VIEWER] = "viewer",

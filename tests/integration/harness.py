@@ -313,7 +313,7 @@ class Stack:
         for name in ("sfconnectd", "sfconnect-admin"):
             if not os.access(self.bin(name), os.X_OK):
                 raise RuntimeError(f"{self.bin(name)} is missing: build first "
-                                   "(./autogen.sh && ./configure --enable-test-hooks && make)")
+                                   "(./autogen.sh && ./configure && make)")
         _install_cleanup()
         self.dir = tempfile.mkdtemp(prefix="sfc", dir="/tmp")
         _LIVE.append(self)

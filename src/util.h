@@ -1,0 +1,25 @@
+/* Small helpers of the app's own types: roles, slugs, times, sealing AAD. */
+#ifndef SFC_UTIL_H
+#define SFC_UTIL_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "app.h"
+
+/* 0 and *role set when name is viewer|admin|service|operator. */
+int		 role_parse(const char *name, enum role *role);
+const char	*role_name(enum role role);
+/* true when slug matches [a-z0-9-]{1,63}. */
+int		 slug_ok(const char *slug);
+/*
+ * The additional authenticated data that binds a sealed token to its org
+ * and column ("org:42:refresh_token"): a ciphertext cannot be moved to
+ * another row or column. Changing it makes stored tokens unreadable.
+ */
+void		 sealed_aad(char *out, size_t outlen, long long org_id,
+		    const char *column);
+/* RFC 3339 UTC ("2026-11-28T22:00:00Z") into out[21]. */
+void		 time_rfc3339(time_t t, char out[21]);
+
+#endif
