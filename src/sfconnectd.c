@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -239,14 +240,24 @@ checker_main(struct app *app)
 	return 0;
 }
 
-/* Forks a worker (listen_fd >= 0) or the checker (listen_fd -1). */
+/*
+ * Forks a worker (listen_fd >= 0) or the checker (listen_fd -1). A child
+ * is told to stop (SIGTERM, so a request in flight finishes) when the
+ * supervisor dies, even by SIGKILL: no orphan keeps serving or checking
+ * beside a new sfconnectd.
+ */
 static pid_t
 spawn_worker(int listen_fd, struct app *app)
 {
-	pid_t	 pid = fork();
+	pid_t	 supervisor = getpid(), pid = fork();
 
 	if (pid == 0) {
-		int rc = listen_fd >= 0 ? worker_main(listen_fd, app) :
+		int rc;
+
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 ||
+		    getppid() != supervisor)
+			_exit(1);	/* already orphaned */
+		rc = listen_fd >= 0 ? worker_main(listen_fd, app) :
 		    checker_main(app);
 
 		free_secrets(app);
