@@ -17,6 +17,11 @@ Python 3 standard library only. Environment knobs:
   SFC_KEEP / KEEP keep the temporary directory after stop()
   SFC_VERBOSE     print what the harness does on stderr
 
+Stack(pg_proxy=True) puts tests/integration/pgproxy.py between sfconnectd and
+PostgreSQL (stack.pg_proxy arms its faults); psql() and sfconnect-admin still
+go direct. assert_grant_invariant() checks that every grant alive at the
+simulator is the one stored.
+
 `python3 harness.py --serve [--port 8080]` runs the stack until Ctrl-C (this
 is what scripts/run-local.sh uses).
 """
@@ -25,6 +30,7 @@ import argparse
 import atexit
 import base64
 import glob
+import hashlib
 import http.client
 import json
 import os
@@ -254,8 +260,10 @@ class Stack:
     """The whole stack in one temporary directory. See the module docstring."""
 
     def __init__(self, workers=2, config=None, daemon_env=None, port=None,
-                 fakesf=True, build_dir=None, keep=None):
+                 fakesf=True, build_dir=None, keep=None, pg_proxy=False):
         self.workers = workers
+        self.want_pg_proxy = pg_proxy
+        self.pg_proxy = None       # a pgproxy.PgProxy when pg_proxy
         self.config_overrides = dict(config or {})
         self.daemon_env = dict(daemon_env or {})
         self.want_port = port
@@ -305,7 +313,22 @@ class Stack:
 
     @property
     def database_url(self):
+        """The daemons' database_url: through the proxy with pg_proxy."""
+        if self.pg_proxy is not None:
+            return self.pg_proxy.dsn("app", "app")
+        return self.direct_database_url
+
+    @property
+    def direct_database_url(self):
         return f"host={self.pg_dir} user=app dbname=app"
+
+    @property
+    def admin_config_path(self):
+        """sfconnect-admin's config: the daemon's, but with the direct
+        database_url when the proxy is on."""
+        if self.pg_proxy is not None:
+            return self.path("sfconnect-admin.conf")
+        return self.daemon.config_path
 
     # ------------------------------------------------------------ start / stop
 
@@ -321,6 +344,8 @@ class Stack:
         _verbose(f"directory {self.dir}")
         try:
             self.start_postgres(initdb=True)
+            if self.want_pg_proxy:
+                self._start_pg_proxy()
             if self.want_fakesf:
                 self._start_fakesf()
             self._write_secrets()
@@ -372,6 +397,12 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.fakesf_proc.kill()
                 self.fakesf_proc.wait()
+        if self.pg_proxy is not None:
+            try:
+                self.pg_proxy.stop()
+            except Exception as e:
+                self.problems.append(f"pgproxy stop: {e}")
+            self.pg_proxy = None
         if self.pg_running:
             try:
                 self.stop_postgres()
@@ -454,10 +485,20 @@ class Stack:
                                      "stop"]), cwd="/")
         self.pg_running = False
 
-    def psql(self, sql):
-        """Runs sql; answers the rows as lists of strings (NULL is '')."""
+    def _start_pg_proxy(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from pgproxy import PgProxy
+        self.pg_proxy = PgProxy(self.pg_dir, self.path("pgproxy")).start()
+        _verbose(f"pgproxy on {self.pg_proxy.socket_path}")
+
+    def psql(self, sql, via_proxy=False):
+        """Runs sql (direct, or through the proxy with via_proxy); answers
+        the rows as lists of strings (NULL is '')."""
+        host = ["-h", self.pg_dir]
+        if via_proxy:
+            host = ["-h", self.pg_proxy.host, "-p", str(self.pg_proxy.port)]
         out = self._run([self._pg("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                         "-h", self.pg_dir, "-U", "app", "-d", "app", "-At",
+                         *host, "-U", "app", "-d", "app", "-At",
                          "-F", "\x1f", "-R", "\x1e", "-c", sql])
         out = out.rstrip("\n")
         if not out:
@@ -569,6 +610,103 @@ class Stack:
             raise AssertionError(f"connect answered {status}: {answer}")
         return self.follow_callback(self.authorize(answer["authorize_url"]), accept_json)
 
+    # ------------------------------------------------------------ grant invariant
+
+    def _has_column(self, table, column):
+        return bool(self.psql(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' "
+            f"AND table_name = '{table}' AND column_name = '{column}'"))
+
+    @staticmethod
+    def _fp_hex(value):
+        """A stored fingerprint as lower-case hex: bytea (\\x...), hex text,
+        or base64/base64url text. None when it is none of these."""
+        v = (value or "").strip()
+        if v.startswith("\\x"):
+            v = v[2:]
+        if v and re.fullmatch(r"[0-9A-Fa-f]+", v) and len(v) % 2 == 0:
+            return v.lower()
+        try:
+            raw = base64.urlsafe_b64decode(v.replace("+", "-").replace("/", "_")
+                                           + "=" * (-len(v) % 4))
+        except (ValueError, TypeError):
+            return None
+        return raw.hex() if raw else None
+
+    def grant_invariant_problems(self, sf_org_id=None, min_fp_hex=8):
+        """Checks "every grant alive at the simulator is the stored one":
+        each live grant's current refresh token (fakesf GET grants: not
+        revoked, with a refresh_token) is stored in exactly one integrations
+        row, and each row holding a refresh token holds a live grant's current
+        one. Rows are matched by refresh_token_fp (a prefix of the SHA-256 of
+        the refresh token, at least min_fp_hex hex digits). Answers a list of
+        problems ([] when it holds), or None when it cannot be checked (no
+        refresh_token_fp column, or no simulator). sf_org_id limits both
+        sides to one Salesforce OrgID."""
+        if not self.fakesf_info or not self._has_column("integrations", "refresh_token_fp"):
+            return None
+        grants = self.fakesf("GET", "grants")
+        issued = set(self.fakesf("GET", "tokens").get("refresh_tokens", []))
+        live = {}
+        for g in grants:
+            if g.get("revoked") or not g.get("refresh_token"):
+                continue
+            if sf_org_id and g.get("org_id") != sf_org_id:
+                continue
+            live[g["refresh_token"]] = g
+        current = {g.get("refresh_token") for g in grants if g.get("refresh_token")}
+        revoked = {g.get("refresh_token") for g in grants
+                   if g.get("revoked") and g.get("refresh_token")}
+        where = "i.refresh_token_enc IS NOT NULL"
+        if sf_org_id:
+            where += f" AND i.sf_org_id = '{sf_org_id}'"
+        rows = self.psql("SELECT o.slug, i.status, coalesce(i.sf_org_id, ''), "
+                         "coalesce(i.refresh_token_fp::text, '') FROM integrations i "
+                         f"JOIN orgs o ON o.id = i.org_id WHERE {where} ORDER BY o.slug")
+        digests = {t: hashlib.sha256(t.encode()).hexdigest() for t in issued | set(live)}
+        problems = []
+        stored = {}          # live refresh token -> [slugs]
+        for slug, status, org_id, fp in rows:
+            fp_hex = self._fp_hex(fp)
+            where_row = f"org {slug} ({status}, {org_id or 'no OrgID'})"
+            if fp_hex is None or len(fp_hex) < min_fp_hex:
+                problems.append(f"{where_row}: refresh_token_fp {fp!r} is not a fingerprint")
+                continue
+            hits = [t for t, d in digests.items() if d.startswith(fp_hex)]
+            alive = [t for t in hits if t in live]
+            if alive:
+                stored.setdefault(alive[0], []).append(slug)
+            elif not hits:
+                problems.append(f"{where_row}: stored refresh token was never issued "
+                                "by the simulator")
+            elif any(t in revoked for t in hits):
+                problems.append(f"{where_row}: stored refresh token's grant is revoked")
+            elif not any(t in current for t in hits):
+                problems.append(f"{where_row}: stored refresh token was superseded "
+                                "(rotated away): the grant is lost")
+            else:
+                problems.append(f"{where_row}: stored refresh token is not alive")
+        for token, g in live.items():
+            slugs = stored.get(token, [])
+            if not slugs:
+                problems.append(f"grant {g.get('org_id')}/{g.get('user_id')} is alive at "
+                                "the simulator but no row stores its refresh token")
+            elif len(slugs) > 1:
+                problems.append(f"grant {g.get('org_id')}: its refresh token is stored "
+                                f"by {len(slugs)} rows ({', '.join(slugs)})")
+        return problems
+
+    def assert_grant_invariant(self, sf_org_id=None):
+        """grant_invariant_problems() as an assertion; raises unittest.SkipTest
+        when it cannot be checked (no refresh_token_fp column yet)."""
+        problems = self.grant_invariant_problems(sf_org_id)
+        if problems is None:
+            import unittest
+            raise unittest.SkipTest("grant invariant: no integrations.refresh_token_fp "
+                                    "column (or no simulator)")
+        if problems:
+            raise AssertionError("grant invariant broken:\n  " + "\n  ".join(problems))
+
     # ------------------------------------------------------------ secrets and config
 
     def _write_secret(self, name, content):
@@ -617,8 +755,18 @@ class Stack:
         return values
 
     def write_config(self, path, socket_path):
+        values = self.config_values(socket_path)
+        self._write_config_file(path, values)
+        if self.pg_proxy is not None and self.daemon is not None and \
+                path == self.daemon.config_path:
+            if "database_url" not in self.config_overrides:
+                values["database_url"] = self.direct_database_url
+            self._write_config_file(self.admin_config_path, values)
+
+    @staticmethod
+    def _write_config_file(path, values):
         lines = ["# written by tests/integration/harness.py"]
-        lines += [f"{k} = {v}" for k, v in self.config_values(socket_path).items()]
+        lines += [f"{k} = {v}" for k, v in values.items()]
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         os.chmod(path, 0o600)
@@ -779,7 +927,7 @@ class Stack:
 
     def admin_run(self, *args, env=None):
         """Runs sfconnect-admin; answers the CompletedProcess whatever its status."""
-        argv = [self.bin("sfconnect-admin"), "-c", self.daemon.config_path, *args]
+        argv = [self.bin("sfconnect-admin"), "-c", self.admin_config_path, *args]
         _verbose("run " + " ".join(shlex.quote(a) for a in argv))
         return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                               env=dict(os.environ, **(env or {})), timeout=120)
