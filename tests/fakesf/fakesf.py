@@ -1155,12 +1155,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if value is not None and (isinstance(value, bool)
                                           or not isinstance(value, (int, float))):
                     raise ControlError(f"{key} must be a number of seconds")
+            if (body.get("advance_s") or 0) < 0:
+                raise ControlError("the clock does not go back: advance_s must be >= 0")
             if body.get("offset_s") is not None:
                 self.state.clock_offset = float(body["offset_s"])
-            if body.get("advance_s") is not None:
-                if body["advance_s"] < 0:
-                    raise ControlError("the clock does not go back: advance_s must be >= 0")
-                self.state.clock_offset += float(body["advance_s"])
+            self.state.clock_offset += float(body.get("advance_s") or 0)
         else:
             self.need(method, "GET", "POST")
         return self.state.clock_view()
