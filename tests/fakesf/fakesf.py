@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import html
 import http.server
 import json
 import os
@@ -39,9 +40,38 @@ SAN = ("DNS:localhost,DNS:login.localhost,DNS:test.localhost,"
 COUNT_NAMES = ("authorize", "token_code", "token_refresh", "revoke",
                "identity", "userinfo", "introspect", "limits")
 FAULT_ENDPOINTS = COUNT_NAMES + ("token_other", "token", "any")
-FAULT_KINDS = ("status500", "delay", "malformed", "bad_signature", "drop",
-               "invalid_client", "rate_limit", "foreign_id",
-               "already_processing")
+# Token endpoint errors seen from Salesforce (see README.md for the sources):
+# fault kind -> (status, content type, body).
+ERROR_PRESETS = {
+    "expired_token": (400, None, ("invalid_grant", "expired access/refresh token")),
+    "authentication_failure": (400, None, ("invalid_grant", "authentication failure")),
+    "not_approved": (400, None, ("invalid_grant", "user hasn't approved this consumer")),
+    "ip_restricted": (400, None, ("invalid_grant", "IP restricted or invalid login hours")),
+    "token_validity_expired": (400, None, ("invalid_grant", "token validity expired")),
+    "inactive_user": (400, None, ("inactive_user", "user is inactive")),
+    "inactive_org": (400, None, ("inactive_org", "organization is locked, closed, or suspended")),
+    "app_blocked": (400, None, ("OAUTH_APP_BLOCKED", "this app is blocked by admin")),
+    "ec_app_not_found": (400, None, ("OAUTH_EC_APP_NOT_FOUND",
+                                     "External client app is not installed in this org")),
+    "html_400": (400, "text/html;charset=UTF-8",
+                 "<html><head><title>Error</title></head><body><h1>Bad Request</h1>"
+                 "<p>Your request could not be processed.</p></body></html>"),
+    "text_400": (400, "text/plain;charset=UTF-8", "Bad Request"),
+}
+# Kinds that change the normal answer instead of replacing it.
+MODIFYING_KINDS = ("delay", "bad_signature", "foreign_id", "foreign_instance",
+                   "drop_after", "delay_after")
+FAULT_KINDS = ("status500", "malformed", "drop", "invalid_client", "rate_limit",
+               "already_processing", "error") + MODIFYING_KINDS + tuple(ERROR_PRESETS)
+REFRESH_POLICIES = ("valid_until_revoked", "expire_after", "expire_if_unused", "immediately")
+IDLE_LIMIT_S = 30 * 86400
+APPROVAL_LIMIT = 5
+AUTHORIZE_ERRORS = {      # error code -> description, for a redirect back with an error
+    "access_denied": "end-user denied authorization",
+    "OAUTH_APP_ACCESS_DENIED": "user is not admin approved to access this app",
+    "OAUTH_APP_BLOCKED": "this app is blocked by admin",
+    "OAUTH_EC_APP_NOT_FOUND": "External client app is not installed in this org",
+}
 
 # Salesforce error answers used in several places.
 EXPIRED_TOKEN = ("invalid_grant", "expired access/refresh token")
@@ -100,7 +130,18 @@ def pkce_challenge(verifier):
 
 
 def now_ms_string():
+    """issued_at: the wall clock (the simulated clock moves only expiry decisions)."""
     return str(int(time.time() * 1000))
+
+
+def id_host_of(login_host):
+    """The login host that Salesforce names in identity URLs for a request to
+    login_host: test. for sandboxes (test.* and *.sandbox.my.*), login. otherwise."""
+    url = urllib.parse.urlsplit(login_host)
+    port = f":{url.port}" if url.port else ""
+    name = (url.hostname or "").lower()
+    sandbox = name.startswith("test.") or ".sandbox.my." in name
+    return f"https://{'test' if sandbox else 'login'}.localhost{port}"
 
 
 def new_access_token(org_id):
@@ -139,6 +180,14 @@ class ControlError(Exception):
     pass
 
 
+class AuthorizePageError(Exception):
+    """The authorize endpoint's own HTML error page (no redirect)."""
+
+    def __init__(self, error, description):
+        super().__init__(description)
+        self.error, self.description = error, description
+
+
 # ---------------------------------------------------------------- state
 
 @dataclass
@@ -154,6 +203,17 @@ class Config:
     rotation: bool = False
     strict_host: bool = True      # token/revoke must go to the grant's login host
     redirect_uris: list = field(default_factory=list)   # empty: any is allowed
+    refresh_policy: str = "valid_until_revoked"         # see REFRESH_POLICIES
+    refresh_policy_s: int = 0           # N for expire_after / expire_if_unused
+    idle_limit_s: int = IDLE_LIMIT_S    # refresh tokens unused this long die (0: never)
+    idle_limit_applies: str = "rotation"    # "rotation" (only with rotation on), "always", "never"
+    approval_limit: int = APPROVAL_LIMIT    # live grants per user per app (0: no limit)
+    session_timeout_s: int = 0          # access tokens die this long after issue (0: never)
+    id_on_login_host: bool = False      # id URLs on login./test. instead of the request's host
+    withhold_scopes: list = field(default_factory=list)  # scopes never granted
+    authorize_error: str = None         # authorize redirects with this error code
+    authorize_error_description: str = None
+    app_blocked: bool = False
 
 
 @dataclass
@@ -178,6 +238,10 @@ class Grant:
     refresh_token: str = None           # the current one (None: no offline scope)
     revoked: bool = False
     access_tokens: list = field(default_factory=list)
+    client_id: str = None
+    created_at: float = 0.0             # simulated clock: the approval
+    last_used: float = 0.0              # simulated clock: the approval or the last refresh
+    expired: str = None                 # why the refresh token expired by policy
 
 
 @dataclass
@@ -185,6 +249,7 @@ class AccessToken:
     token: str
     grant: Grant
     issued_at: str
+    born: float = 0.0                   # simulated clock
     alive: bool = True
 
     def valid(self):
@@ -196,6 +261,9 @@ class Fault:
     kind: str
     count: int
     delay_ms: int
+    status: int = 400                   # kind "error" (and the presets)
+    content_type: str = JSON_TYPE
+    body: bytes = b""
 
 
 class State:
@@ -208,10 +276,13 @@ class State:
 
     def reset(self):
         self.config = Config()
+        self.clock_offset = 0.0
         self.instance_urls = {}        # org_id -> instance URL (else the default)
         self.users = {}                # user_id -> {username, display_name, email}
         self.inactive_users = set()
         self.inactive_orgs = set()
+        self.ip_restricted = set()     # user ids
+        self.unapproved = set()        # user ids
         self.codes = {}
         self.grants = []
         self.refresh_tokens = {}       # token -> (grant, "current"|"superseded")
@@ -222,6 +293,14 @@ class State:
         self.requests = []
         self.counts = dict.fromkeys(COUNT_NAMES + ("token_other",), 0)
         self.remember_user()
+
+    # -- the clock
+
+    def now(self):
+        return time.time() + self.clock_offset
+
+    def clock_view(self):
+        return {"now": self.now(), "offset_s": self.clock_offset}
 
     # -- configuration
 
@@ -241,11 +320,15 @@ class State:
         view = dataclasses.asdict(c)
         view.update(instance_url=self.instance_url(c.org_id),
                     user_active=c.user_id not in self.inactive_users,
-                    org_active=c.org_id not in self.inactive_orgs)
+                    org_active=c.org_id not in self.inactive_orgs,
+                    ip_restricted=c.user_id in self.ip_restricted,
+                    user_approved=c.user_id not in self.unapproved)
         return view
 
+    PER_USER = ("instance_url", "user_active", "org_active", "ip_restricted", "user_approved")
+
     def apply_config(self, body):
-        known = set(Config.__dataclass_fields__) | {"instance_url", "user_active", "org_active"}
+        known = set(Config.__dataclass_fields__) | set(self.PER_USER)
         unknown = set(body) - known
         if unknown:
             raise ControlError(f"unknown config keys: {sorted(unknown)}")
@@ -255,24 +338,56 @@ class State:
             user_id = normalize_id(body.get("user_id", c.user_id), "005")
         except ValueError as e:
             raise ControlError(str(e)) from None
+        self.apply_policy_config(body)
         for key in ("client_id", "client_secret", "username", "display_name", "email"):
             if key in body:
                 setattr(c, key, str(body[key]))
-        for key in ("deny", "rotation", "strict_host"):
+        for key in ("deny", "rotation", "strict_host", "id_on_login_host"):
             if key in body:
                 setattr(c, key, bool(body[key]))
-        if "redirect_uris" in body:
-            uris = body["redirect_uris"] or []
-            if not isinstance(uris, list):
-                raise ControlError("redirect_uris must be a list")
-            c.redirect_uris = [str(u) for u in uris]
+        for key in ("redirect_uris", "withhold_scopes"):
+            if key in body:
+                values = body[key] or []
+                if not isinstance(values, list):
+                    raise ControlError(f"{key} must be a list")
+                setattr(c, key, [str(u) for u in values])
+        for key in ("authorize_error", "authorize_error_description"):
+            if key in body:
+                setattr(c, key, str(body[key]) if body[key] else None)
         c.org_id, c.user_id = org_id, user_id
         if "instance_url" in body:
             self.instance_urls[org_id] = (body["instance_url"] or "").rstrip("/")
         self.toggle(self.inactive_users, user_id, body.get("user_active"))
         self.toggle(self.inactive_orgs, org_id, body.get("org_active"))
+        self.toggle(self.unapproved, user_id, body.get("user_approved"))
+        self.toggle(self.ip_restricted, user_id,
+                    None if body.get("ip_restricted") is None else not body["ip_restricted"])
+        if "app_blocked" in body:
+            c.app_blocked = bool(body["app_blocked"])
+            if c.app_blocked:          # every session of the app ends
+                for grant in self.grants:
+                    if grant.client_id == c.client_id:
+                        self.revoke_grant(grant)
+                self.codes.clear()
         self.remember_user()
         return self.config_view()
+
+    def apply_policy_config(self, body):
+        c = self.config
+        if "refresh_policy" in body:
+            if body["refresh_policy"] not in REFRESH_POLICIES:
+                raise ControlError(f"refresh_policy must be one of {', '.join(REFRESH_POLICIES)}")
+            c.refresh_policy = body["refresh_policy"]
+        if "idle_limit_applies" in body:
+            if body["idle_limit_applies"] not in ("rotation", "always", "never"):
+                raise ControlError("idle_limit_applies must be rotation, always or never")
+            c.idle_limit_applies = body["idle_limit_applies"]
+        for key in ("refresh_policy_s", "idle_limit_s", "approval_limit", "session_timeout_s"):
+            if key in body:
+                value = body[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ControlError(f"{key} must be a number >= 0")
+                setattr(c, key, int(value))
 
     @staticmethod
     def toggle(inactive, key, active):
@@ -290,8 +405,8 @@ class State:
 
     # -- faults, counts, recording
 
-    def push_fault(self, endpoint, kind, count, delay_ms):
-        self.faults.setdefault(endpoint, []).append(Fault(kind, count, delay_ms))
+    def push_fault(self, endpoint, fault):
+        self.faults.setdefault(endpoint, []).append(fault)
 
     def pop_fault(self, endpoint):
         names = [endpoint, "any"]
@@ -316,7 +431,7 @@ class State:
 
     def issue_access(self, grant):
         token = new_access_token(grant.org_id)
-        at = AccessToken(token, grant, now_ms_string())
+        at = AccessToken(token, grant, now_ms_string(), self.now())
         self.access_tokens[token] = at
         grant.access_tokens.append(at)
         self.issued_access.append(token)
@@ -341,12 +456,24 @@ class State:
 
     def valid_access(self, token):
         at = self.access_tokens.get(token or "")
+        timeout = self.config.session_timeout_s
+        if at and timeout and self.now() - at.born >= timeout:
+            at.alive = False
         return at if at and at.valid() else None
 
+    def id_url(self, grant):
+        base = grant.login_host
+        if self.config.id_on_login_host:
+            base = id_host_of(base)
+        return f"{base}/id/{grant.org_id}/{grant.user_id}"
+
     def token_response(self, grant, at, refresh_token, fault, server_port):
-        id_url = f"{grant.login_host}/id/{grant.org_id}/{grant.user_id}"
+        id_url = self.id_url(grant)
+        instance_url = self.instance_url(grant.org_id)
         if fault and fault.kind == "foreign_id":
             id_url = f"https://evil.localhost:{server_port}/id/{grant.org_id}/{grant.user_id}"
+        if fault and fault.kind == "foreign_instance":
+            instance_url = f"https://evil.localhost:{server_port}"
         secret = self.config.client_secret
         if fault and fault.kind == "bad_signature":
             secret = "not-the-" + secret
@@ -354,39 +481,75 @@ class State:
         if refresh_token:
             body["refresh_token"] = refresh_token
         body.update(signature=sign(id_url, at.issued_at, secret), scope=grant.scope,
-                    instance_url=self.instance_url(grant.org_id), id=id_url,
+                    instance_url=instance_url, id=id_url,
                     token_type="Bearer", issued_at=at.issued_at)
         return body
 
     # -- OAuth flows (each called with the lock held)
 
-    def authorize(self, q, login_host):
-        """Answer the Location of the redirect (a code or access_denied)."""
+    def authorize_refusal(self):
+        """The error code the authorize page redirects with, or None to approve."""
         c = self.config
-        if q.get("response_type") != "code":
-            raise OAuthError("unsupported_response_type", "response type not supported")
+        if c.authorize_error:
+            return c.authorize_error
+        if c.app_blocked:
+            return "OAUTH_APP_BLOCKED"
+        if c.user_id in self.unapproved or c.user_id in self.ip_restricted:
+            return "OAUTH_APP_ACCESS_DENIED"
+        if c.deny or c.user_id in self.inactive_users or c.org_id in self.inactive_orgs:
+            return "access_denied"
+        return None
+
+    def authorize(self, q, login_host):
+        """Answer the Location of the redirect (a code or an error).
+
+        A bad client_id or redirect_uri raises AuthorizePageError: Salesforce
+        shows its own error page then, since it cannot trust the redirect_uri."""
+        c = self.config
         if q.get("client_id") != c.client_id:
-            raise OAuthError("invalid_client_id", "client identifier invalid")
+            raise AuthorizePageError("invalid_client_id", "client identifier invalid")
         redirect_uri = q.get("redirect_uri", "")
         if not redirect_uri or (c.redirect_uris and redirect_uri not in c.redirect_uris):
-            raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
-        if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
-            raise OAuthError("invalid_request", "code_challenge with code_challenge_method=S256 is required")
+            raise AuthorizePageError("redirect_uri_mismatch", "redirect_uri must match configuration")
         state = {"state": q["state"]} if "state" in q else {}
-        if c.deny or c.user_id in self.inactive_users or c.org_id in self.inactive_orgs:
-            return add_query(redirect_uri, {"error": "access_denied",
-                                            "error_description": "end-user denied authorization",
+        if q.get("response_type") != "code":
+            return add_query(redirect_uri, {"error": "unsupported_response_type",
+                                            "error_description": "response type not supported",
                                             **state})
+        if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
+            return add_query(redirect_uri, {
+                "error": "invalid_request",
+                "error_description": "code_challenge with code_challenge_method=S256 is required",
+                **state})
+        refusal = self.authorize_refusal()
+        if refusal:
+            description = (c.authorize_error_description if c.authorize_error else None) \
+                or AUTHORIZE_ERRORS.get(refusal, "authorization failed")
+            return add_query(redirect_uri, {"error": refusal, "error_description": description,
+                                            **state})
+        asked = (q.get("scope") or "api id refresh_token").split()
+        granted = " ".join(s for s in asked if s not in c.withhold_scopes)
         code = Code(new_code(), c.client_id, redirect_uri, q["code_challenge"], c.org_id,
-                    c.user_id, login_host, q.get("scope") or "api id refresh_token",
-                    time.time() + CODE_TTL_S)
+                    c.user_id, login_host, granted, self.now() + CODE_TTL_S)
         self.codes[code.code] = code
         return add_query(redirect_uri, {"code": code.code, **state})
+
+    def enforce_approval_limit(self, grant):
+        """A sixth approval by a user for an app silently revokes the oldest."""
+        limit = self.config.approval_limit
+        if not limit:
+            return
+        live = [g for g in self.grants
+                if (g.org_id, g.user_id, g.client_id) == (grant.org_id, grant.user_id,
+                                                          grant.client_id)
+                and g.refresh_token and not g.revoked and not g.expired]
+        for old in live[:max(0, len(live) - limit)]:
+            self.revoke_grant(old)
 
     def exchange_code(self, form, client, login_host, fault, server_port):
         self.check_client(*client)
         code = self.codes.pop(form.get("code", ""), None)   # single use, whatever happens
-        if (code is None or code.expires_at < time.time() or code.client_id != client[0]
+        if (code is None or code.expires_at < self.now() or code.client_id != client[0]
                 or (self.config.strict_host and code.login_host != login_host)):
             raise OAuthError.of(EXPIRED_CODE)
         if form.get("redirect_uri") != code.redirect_uri:
@@ -396,12 +559,15 @@ class State:
             raise OAuthError("invalid_grant", "invalid code verifier")
         if not hmac.compare_digest(pkce_challenge(verifier), code.challenge):
             raise OAuthError("invalid_request", "invalid code verifier")
-        grant = Grant(code.org_id, code.user_id, code.login_host, code.scope)
+        now = self.now()
+        grant = Grant(code.org_id, code.user_id, code.login_host, code.scope,
+                      client_id=code.client_id, created_at=now, last_used=now)
         self.grants.append(grant)
         scopes = code.scope.split()
         refresh = None
         if "refresh_token" in scopes or "offline_access" in scopes:
             refresh = self.issue_refresh(grant)
+            self.enforce_approval_limit(grant)
         at = self.issue_access(grant)
         return self.token_response(grant, at, refresh, fault, server_port)
 
@@ -423,18 +589,45 @@ class State:
         if status == "superseded":          # reuse of a rotated token: kill the grant
             self.revoke_grant(grant)
             raise OAuthError.of(EXPIRED_TOKEN)
+        now = self.now()
+        if not grant.expired:
+            grant.expired = self.policy_expiry(grant, now)
+        if grant.expired:
+            raise OAuthError.of(EXPIRED_TOKEN)
         if grant.org_id in self.inactive_orgs:
             raise OAuthError("inactive_org", "organization is locked, closed, or suspended")
         if grant.user_id in self.inactive_users:
             raise OAuthError("invalid_grant", "authentication failure")
+        if grant.user_id in self.unapproved:
+            raise OAuthError("invalid_grant", "user hasn't approved this consumer")
+        if grant.user_id in self.ip_restricted:
+            raise OAuthError("invalid_grant", "IP restricted or invalid login hours")
+        grant.last_used = now
         rotated = self.issue_refresh(grant) if self.config.rotation else None
         at = self.issue_access(grant)
         return self.token_response(grant, at, rotated, fault, server_port)
 
+    def policy_expiry(self, grant, now):
+        """Why the app's Refresh Token Policy (or the idle limit) has ended the
+        grant's refresh token at time now, or None."""
+        c = self.config
+        policy, n = c.refresh_policy, c.refresh_policy_s
+        if policy == "immediately":
+            return "immediately"
+        if policy == "expire_after" and now - grant.created_at >= n:
+            return "expire_after"
+        if policy == "expire_if_unused" and now - grant.last_used >= n:
+            return "expire_if_unused"
+        idle = c.idle_limit_applies == "always" or (c.idle_limit_applies == "rotation"
+                                                    and c.rotation)
+        if idle and c.idle_limit_s and now - grant.last_used >= c.idle_limit_s:
+            return "idle_limit"
+        return None
+
     def revoke(self, token, login_host):
         strict = self.config.strict_host
         entry = self.refresh_tokens.get(token)
-        if entry and entry[1] == "current" and not entry[0].revoked:
+        if entry and entry[1] == "current" and not entry[0].revoked and not entry[0].expired:
             if strict and entry[0].login_host != login_host:
                 raise OAuthError("invalid_token", "invalid token")
             self.revoke_grant(entry[0])
@@ -451,14 +644,14 @@ class State:
         entry = self.refresh_tokens.get(token)
         if at:
             grant, kind, iat = at.grant, "access_token", int(at.issued_at) // 1000
-        elif entry and entry[1] == "current" and not entry[0].revoked:
+        elif entry and entry[1] == "current" and not entry[0].revoked and not entry[0].expired:
             grant, kind, iat = entry[0], "refresh_token", None
         else:
             return {"active": False}
         user = self.users.get(grant.user_id, {})
         body = {"active": True, "scope": grant.scope, "client_id": self.config.client_id,
                 "username": user.get("username"), "token_type": kind,
-                "sub": f"{grant.login_host}/id/{grant.org_id}/{grant.user_id}"}
+                "sub": self.id_url(grant)}
         if iat:
             body.update(iat=iat, nbf=iat, exp=iat + 7200)
         return body
@@ -475,7 +668,7 @@ class State:
         name = user.get("display_name", "")
         first, _, last = name.partition(" ")
         return {
-            "id": f"{grant.login_host}/id/{org_id}/{user_id}",
+            "id": self.id_url(grant),
             "asserted_user": True, "user_id": user_id, "organization_id": org_id,
             "username": user.get("username"), "nick_name": (user.get("username") or "").split("@")[0],
             "display_name": name, "email": user.get("email"), "email_verified": True,
@@ -529,7 +722,9 @@ class State:
     def grants_view(self):
         return [{"org_id": g.org_id, "user_id": g.user_id, "refresh_token": g.refresh_token,
                  "revoked": g.revoked, "login_host": g.login_host, "scope": g.scope,
-                 "access_tokens_alive": sum(at.valid() for at in g.access_tokens)}
+                 "access_tokens_alive": sum(at.valid() for at in g.access_tokens),
+                 "client_id": g.client_id, "expired": g.expired,
+                 "created_at": g.created_at, "last_used": g.last_used}
                 for g in self.grants]
 
     def expire_access(self, org_id):
@@ -549,6 +744,15 @@ class State:
 
 class DropConnection(Exception):
     pass
+
+
+def authorize_error_page(error, description):
+    """The HTML page Salesforce's authorize shows when it cannot redirect back."""
+    text = html.escape(f"error={error}&error_description={description}")
+    return (f"<!DOCTYPE html><html><head><title>Error</title></head><body>"
+            f"<div id=\"content\"><h2>Remote Access Authorization Error</h2>"
+            f"<p>There was a problem in setting up your remote access.</p>"
+            f"<p>{text}</p></div></body></html>").encode()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -572,6 +776,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
               file=sys.stderr, flush=True)
 
     def send(self, status, body=b"", content_type=JSON_TYPE, headers=()):
+        after, self.after_fault = self.after_fault, None
+        if after and after.kind == "drop_after":
+            self.drop()
+        if after and after.kind == "delay_after":
+            time.sleep(after.delay_ms / 1000)
         if not isinstance(body, bytes):
             body = json.dumps(body).encode()
         self.send_response(status)
@@ -647,7 +856,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.dispatch()
 
+    after_fault = None                  # a fault that acts once the answer is ready
+
     def dispatch(self):
+        self.after_fault = None
         path, query, form, raw = self.parse()
         try:
             if path.startswith("/__control/"):
@@ -703,15 +915,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             handler(query, form, fault)
         except OAuthError as e:
             self.send_json(e.status, e.body(), headers=[("Cache-Control", "no-store")])
+        except AuthorizePageError as e:
+            self.send(400, authorize_error_page(e.error, e.description),
+                      "text/html;charset=UTF-8", [("Cache-Control", "no-store")])
 
     def apply_fault(self, fault, endpoint):
         """Answer the fault if it replaces the answer; True when answered."""
         kind = fault.kind
-        if kind in ("delay", "bad_signature", "foreign_id"):
+        if kind in MODIFYING_KINDS:
             if kind == "delay" and endpoint != "token_refresh":
                 time.sleep(fault.delay_ms / 1000)  # token_refresh sleeps while "in progress"
+            if kind in ("drop_after", "delay_after"):
+                self.after_fault = fault
             return False
-        if kind == "status500":
+        if kind == "error" or kind in ERROR_PRESETS:
+            self.send(fault.status, fault.body, fault.content_type,
+                      [("Cache-Control", "no-store")])
+        elif kind == "status500":
             self.send(500, b"<html><body><h1>500 Internal Server Error</h1>"
                       b"<p>An unexpected error occurred.</p></body></html>",
                       "text/html;charset=UTF-8")
@@ -785,8 +1005,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with st.lock:
             at = st.valid_access(self.bearer(query) or form.get("oauth_token"))
             body = st.identity(at, org_id, user_id) if at else None
-        if at and body is None:
-            return self.send(403, b"Bad_Id", "text/plain;charset=UTF-8")
+        if at and body is None:            # not this token's user: no such identity
+            return self.send(404, b"Bad_Id", "text/plain;charset=UTF-8")
         if body is None:
             return self.bad_oauth_token()
         self.send_json(200, body)
@@ -903,9 +1123,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
         count, delay_ms = int(body.get("count", 1)), int(body.get("delay_ms", 0))
         if count < 1 or delay_ms < 0:
             raise ControlError("count must be >= 1 and delay_ms >= 0")
-        self.state.push_fault(endpoint, kind, count, delay_ms)
+        fault = Fault(kind, count, delay_ms)
+        if kind in ERROR_PRESETS:
+            fault.status, ctype, preset = ERROR_PRESETS[kind]
+            fault.content_type = ctype or JSON_TYPE
+            fault.body = (preset if ctype else json.dumps(
+                {"error": preset[0], "error_description": preset[1]})).encode()
+        elif kind == "error":
+            fault.status = int(body.get("status", 400))
+            if not 100 <= fault.status <= 599:
+                raise ControlError("status must be an HTTP status")
+            raw = body.get("body", "")
+            if "error" in body and "body" not in body:
+                raw = {"error": str(body["error"]),
+                       "error_description": str(body.get("error_description", ""))}
+            fault.content_type = str(body.get("content_type") or
+                                     (JSON_TYPE if not isinstance(raw, str) else
+                                      "text/plain;charset=UTF-8"))
+            fault.body = (raw if isinstance(raw, str) else json.dumps(raw)).encode()
+        self.state.push_fault(endpoint, fault)
         return {"ok": True, "pending": {k: sum(f.count for f in q)
                                         for k, q in self.state.faults.items() if q}}
+
+    def ctl_clock(self, method, query, body):
+        if method == "POST":
+            unknown = set(body) - {"advance_s", "offset_s"}
+            if unknown:
+                raise ControlError(f"unknown clock keys: {sorted(unknown)}")
+            for key in ("advance_s", "offset_s"):
+                value = body.get(key)
+                if value is not None and (isinstance(value, bool)
+                                          or not isinstance(value, (int, float))):
+                    raise ControlError(f"{key} must be a number of seconds")
+            if (body.get("advance_s") or 0) < 0:
+                raise ControlError("the clock does not go back: advance_s must be >= 0")
+            if body.get("offset_s") is not None:
+                self.state.clock_offset = float(body["offset_s"])
+            self.state.clock_offset += float(body.get("advance_s") or 0)
+        else:
+            self.need(method, "GET", "POST")
+        return self.state.clock_view()
 
     def ctl_fault_clear(self, method, query, body):
         self.need(method, "POST")

@@ -290,11 +290,27 @@ class FakeSFTest(unittest.TestCase):
         self.ctl("POST", "expire_codes", {})
         self.assert_error(self.exchange(code, verifier), *fakesf.EXPIRED_CODE)
 
+    def redirect_query(self, resp):
+        self.assertEqual(resp.status, 302, resp.body)
+        loc = urllib.parse.urlsplit(resp.headers["Location"])
+        self.assertEqual(loc._replace(query="").geturl(), REDIRECT)
+        return dict(urllib.parse.parse_qsl(loc.query))
+
+    def assert_error_page(self, resp, error):
+        self.assertEqual(resp.status, 400, resp.body)
+        self.assertTrue(resp.headers["Content-Type"].startswith("text/html"))
+        self.assertIsNone(resp.headers.get("Location"))
+        self.assertIn(f"error={error}".encode(), resp.body)
+
     def test_authorize_validation_and_denial(self):
-        for bad in ({"response_type": "token"}, {"client_id": "other"},
-                    {"code_challenge_method": "plain"}, {"code_challenge": ""}):
+        # parameter errors after the redirect_uri is known go back to it
+        for bad, error in (({"response_type": "token"}, "unsupported_response_type"),
+                           ({"code_challenge_method": "plain"}, "invalid_request"),
+                           ({"code_challenge": ""}, "invalid_request")):
             resp, _ = self.authorize(**bad)
-            self.assertEqual(resp.status, 400, bad)
+            q = self.redirect_query(resp)
+            self.assertEqual((q["error"], q["state"]), (error, "st4te"), bad)
+        self.assert_error_page(self.authorize(client_id="other")[0], "invalid_client_id")
         self.ctl("POST", "config", {"deny": True})
         resp, _ = self.authorize()
         self.assertEqual(resp.status, 302)
@@ -389,6 +405,174 @@ class FakeSFTest(unittest.TestCase):
         self.assertEqual(self.limits(tok["access_token"]).status, 401)
         self.assertEqual(self.refresh(tok["refresh_token"]).status, 200)
 
+    def test_redirect_uri_mismatch_is_an_html_page(self):
+        self.ctl("POST", "config", {"redirect_uris": [REDIRECT]})
+        self.assert_error_page(self.authorize(redirect_uri=REDIRECT + "x")[0],
+                               "redirect_uri_mismatch")
+        self.assert_error_page(self.authorize(redirect_uri="")[0], "redirect_uri_mismatch")
+        self.assertEqual(self.authorize()[0].status, 302)
+
+    def test_authorize_error_codes(self):
+        self.ctl("POST", "config", {"authorize_error": "OAUTH_APP_ACCESS_DENIED"})
+        q = self.redirect_query(self.authorize()[0])
+        self.assertEqual(q, {"error": "OAUTH_APP_ACCESS_DENIED", "state": "st4te",
+                             "error_description": "user is not admin approved to access this app"})
+        self.ctl("POST", "config", {"authorize_error": "OAUTH_EC_APP_NOT_FOUND",
+                                    "authorize_error_description": "not here"})
+        q = self.redirect_query(self.authorize()[0])
+        self.assertEqual((q["error"], q["error_description"]), ("OAUTH_EC_APP_NOT_FOUND", "not here"))
+        self.ctl("POST", "config", {"authorize_error": None})
+        tok = self.connect()
+        # blocking the app ends every session and refuses new ones
+        self.ctl("POST", "config", {"app_blocked": True})
+        self.assertEqual(self.redirect_query(self.authorize()[0])["error"], "OAUTH_APP_BLOCKED")
+        self.assert_error(self.refresh(tok["refresh_token"]), *fakesf.EXPIRED_TOKEN)
+        self.assertEqual(self.limits(tok["access_token"]).status, 401)
+        self.ctl("POST", "config", {"app_blocked": False})
+        self.connect()
+        # an unapproved or IP-restricted user is refused at authorize too
+        for key in ({"user_approved": False}, {"ip_restricted": True}):
+            self.ctl("POST", "reset")
+            self.ctl("POST", "config", key)
+            self.assertEqual(self.redirect_query(self.authorize()[0])["error"],
+                             "OAUTH_APP_ACCESS_DENIED", key)
+
+    def test_withhold_scopes(self):
+        self.ctl("POST", "config", {"withhold_scopes": ["refresh_token", "offline_access"]})
+        tok = self.connect(scope="api refresh_token offline_access id")
+        self.assertNotIn("refresh_token", tok)
+        self.assertEqual(tok["scope"], "api id")
+        self.assertEqual(self.ctl("GET", "grants")[0]["scope"], "api id")
+
+    def test_id_on_login_host(self):
+        cfg = self.ctl("GET", "config")
+        path = f"/id/{cfg['org_id']}/{cfg['user_id']}"
+        tok = self.connect(host="acme.my.localhost")      # default: the request's host
+        self.assertEqual(tok["id"], f"https://acme.my.localhost:{self.port}{path}")
+        self.ctl("POST", "config", {"id_on_login_host": True})
+        for host, login in (("acme.my.localhost", "login.localhost"),
+                            ("acme--dev.sandbox.my.localhost", "test.localhost"),
+                            ("test.localhost", "test.localhost"),
+                            ("login.localhost", "login.localhost")):
+            tok = self.connect(host=host)
+            self.assertEqual(tok["id"], f"https://{login}:{self.port}{path}", host)
+            self.assert_signed(tok)
+            ref = self.refresh(tok["refresh_token"], host=host).json()
+            self.assertEqual(ref["id"], tok["id"])
+            ident = self.request("GET", path, host=login,
+                                 headers={"Authorization": "Bearer " + tok["access_token"]})
+            self.assertEqual(ident.status, 200, ident.body)
+            self.assertEqual(ident.json()["id"], tok["id"])
+        # an identity that is not the token's: 404
+        other = fakesf.random_id("005")
+        resp = self.request("GET", f"/id/{cfg['org_id']}/{other}",
+                            headers={"Authorization": "Bearer " + tok["access_token"]})
+        self.assertEqual(resp.status, 404)
+
+    # -- the clock and expiry
+
+    def advance(self, seconds):
+        return self.ctl("POST", "clock", {"advance_s": seconds})
+
+    def test_clock(self):
+        clock = self.ctl("GET", "clock")
+        self.assertEqual(clock["offset_s"], 0)
+        self.assertLess(abs(clock["now"] - time.time()), 5)
+        self.assertEqual(self.advance(90)["offset_s"], 90)
+        self.assertEqual(self.advance(10)["offset_s"], 100)
+        for bad in ({"advance_s": -1}, {"advance_s": "x"}, {"later": 1}):
+            resp = self.request("POST", "/__control/clock", host="localhost", body=json.dumps(bad))
+            self.assertEqual(resp.status, 400, bad)
+        code, verifier = self.get_code()      # codes last 15 minutes of the clock
+        self.advance(15 * 60 + 1)
+        self.assert_error(self.exchange(code, verifier), *fakesf.EXPIRED_CODE)
+        self.ctl("POST", "reset")
+        self.assertEqual(self.ctl("GET", "clock")["offset_s"], 0)
+
+    def test_session_timeout(self):
+        tok = self.connect()
+        self.ctl("POST", "config", {"session_timeout_s": 7200})
+        self.advance(7199)
+        self.assertEqual(self.limits(tok["access_token"]).status, 200)
+        self.advance(2)
+        self.assertEqual(self.limits(tok["access_token"]).status, 401)
+        self.assertEqual(self.refresh(tok["refresh_token"]).status, 200)
+
+    def grant_expired(self):
+        return [g["expired"] for g in self.ctl("GET", "grants")]
+
+    def test_policy_expire_after(self):
+        self.ctl("POST", "config", {"refresh_policy": "expire_after", "refresh_policy_s": 3600})
+        tok = self.connect()
+        self.advance(3000)
+        self.assertEqual(self.refresh(tok["refresh_token"]).status, 200)
+        self.advance(601)                      # counted from the approval, not the last use
+        self.assert_error(self.refresh(tok["refresh_token"]), *fakesf.EXPIRED_TOKEN)
+        self.assertEqual(self.grant_expired(), ["expire_after"])
+        self.assertEqual(self.limits(tok["access_token"]).status, 200)   # the session lives on
+
+    def test_policy_expire_if_unused(self):
+        self.ctl("POST", "config", {"refresh_policy": "expire_if_unused", "refresh_policy_s": 3600})
+        tok = self.connect()
+        for _ in range(3):                     # a keep-alive inside N keeps it alive
+            self.advance(3000)
+            self.assertEqual(self.refresh(tok["refresh_token"]).status, 200)
+        self.advance(3600)
+        self.assert_error(self.refresh(tok["refresh_token"]), *fakesf.EXPIRED_TOKEN)
+        self.assertEqual(self.grant_expired(), ["expire_if_unused"])
+
+    def test_policy_immediately(self):
+        self.ctl("POST", "config", {"refresh_policy": "immediately"})
+        tok = self.connect()
+        self.assertIn("refresh_token", tok)
+        self.assertEqual(self.limits(tok["access_token"]).status, 200)
+        self.assert_error(self.refresh(tok["refresh_token"]), *fakesf.EXPIRED_TOKEN)
+        self.ctl("POST", "config", {"refresh_policy": "valid_until_revoked"})
+        self.assert_error(self.refresh(tok["refresh_token"]), *fakesf.EXPIRED_TOKEN)
+        self.assertEqual(self.grant_expired(), ["immediately"])
+        bad = self.request("POST", "/__control/config", host="localhost",
+                           body=json.dumps({"refresh_policy": "sometimes"}))
+        self.assertEqual(bad.status, 400)
+
+    def test_idle_limit(self):
+        day = 86400
+        tok = self.connect()                   # no rotation: no idle limit by default
+        self.advance(40 * day)
+        self.assertEqual(self.refresh(tok["refresh_token"]).status, 200)
+        self.ctl("POST", "config", {"rotation": True})
+        rt = self.refresh(tok["refresh_token"]).json()["refresh_token"]
+        self.advance(30 * day - 1)
+        rt = self.refresh(rt).json()["refresh_token"]
+        self.advance(30 * day)
+        self.assert_error(self.refresh(rt), *fakesf.EXPIRED_TOKEN)
+        self.assertEqual(self.grant_expired(), ["idle_limit"])
+        # configurable, and it can apply without rotation
+        self.ctl("POST", "reset")
+        self.ctl("POST", "config", {"idle_limit_s": 100, "idle_limit_applies": "always"})
+        tok = self.connect()
+        self.advance(99)
+        self.assertEqual(self.refresh(tok["refresh_token"]).status, 200)
+        self.advance(100)
+        self.assert_error(self.refresh(tok["refresh_token"]), *fakesf.EXPIRED_TOKEN)
+
+    def test_approval_limit(self):
+        toks = [self.connect() for _ in range(6)]
+        self.assert_error(self.refresh(toks[0]["refresh_token"]), *fakesf.EXPIRED_TOKEN)
+        self.assertEqual(self.limits(toks[0]["access_token"]).status, 401)
+        for tok in toks[1:]:
+            self.assertEqual(self.refresh(tok["refresh_token"]).status, 200)
+        self.assertEqual([g["revoked"] for g in self.ctl("GET", "grants")],
+                         [True] + [False] * 5)
+        # grants without a refresh token and other users do not count
+        self.connect(scope="api id")
+        self.ctl("POST", "config", {"user_id": "new"})
+        self.connect()
+        self.assertEqual(self.refresh(toks[1]["refresh_token"]).status, 200)
+        self.ctl("POST", "reset")
+        self.ctl("POST", "config", {"approval_limit": 0})
+        toks = [self.connect() for _ in range(7)]
+        self.assertEqual(self.refresh(toks[0]["refresh_token"]).status, 200)
+
     # -- faults
 
     def fault(self, endpoint, kind, **kw):
@@ -450,6 +634,101 @@ class FakeSFTest(unittest.TestCase):
         self.assertEqual(self.ctl("GET", "counts")["token_refresh"], 11)
         self.ctl("POST", "counts/reset", {})
         self.assertEqual(set(self.ctl("GET", "counts").values()), {0})
+
+    def current_refresh(self):
+        return self.ctl("GET", "grants")[0]["refresh_token"]
+
+    def test_rotation_lost_answer(self):
+        self.ctl("POST", "config", {"rotation": True})
+        tok = self.connect()
+        rt = tok["refresh_token"]
+        self.fault("token_refresh", "drop_after")
+        self.assertRaises((http.client.RemoteDisconnected, ConnectionError, ssl.SSLError),
+                          self.refresh, rt)
+        rotated = self.current_refresh()
+        self.assertNotEqual(rotated, rt)       # processed: the answer was lost
+        # presenting the superseded token kills the grant, the new token included
+        self.assert_error(self.refresh(rt), *fakesf.EXPIRED_TOKEN)
+        self.assert_error(self.refresh(rotated), *fakesf.EXPIRED_TOKEN)
+        self.assertIs(self.ctl("GET", "grants")[0]["revoked"], True)
+
+        self.ctl("POST", "reset")
+        self.ctl("POST", "config", {"rotation": True})
+        rt = self.connect()["refresh_token"]
+        self.fault("token_refresh", "delay_after", delay_ms=1500)
+        conn = LoopbackHTTPS("login.localhost", self.port, self.ctx, timeout=0.5)
+        form = urllib.parse.urlencode({"grant_type": "refresh_token", "refresh_token": rt,
+                                       "client_id": "test-client-id",
+                                       "client_secret": "test-client-secret"})
+        conn.request("POST", "/services/oauth2/token", body=form,
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertRaises((socket.timeout, TimeoutError), conn.getresponse)
+        conn.close()
+        rotated = self.current_refresh()
+        self.assertNotEqual(rotated, rt)
+        self.assertEqual(self.refresh(rotated).status, 200)
+
+    def test_rotation_with_bad_answers(self):
+        self.ctl("POST", "config", {"rotation": True})
+        rt = self.connect()["refresh_token"]
+        for kind in ("bad_signature", "foreign_id", "foreign_instance"):
+            self.fault("token_refresh", kind)
+            body = self.refresh(rt).json()
+            self.assertNotEqual(body["refresh_token"], rt, kind)
+            self.assertEqual(self.current_refresh(), body["refresh_token"])
+            if kind == "bad_signature":
+                self.assertNotEqual(body["signature"], fakesf.sign(
+                    body["id"], body["issued_at"], "test-client-secret"))
+            else:
+                self.assert_signed(body)
+            field = "id" if kind == "foreign_id" else "instance_url"
+            if kind != "bad_signature":
+                self.assertTrue(body[field].startswith(f"https://evil.localhost:{self.port}"))
+            rt = body["refresh_token"]
+
+    def test_error_zoo(self):
+        rt = self.connect()["refresh_token"]
+        for kind, (error, description) in (
+                ("expired_token", fakesf.EXPIRED_TOKEN),
+                ("authentication_failure", ("invalid_grant", "authentication failure")),
+                ("not_approved", ("invalid_grant", "user hasn't approved this consumer")),
+                ("ip_restricted", ("invalid_grant", "IP restricted or invalid login hours")),
+                ("token_validity_expired", ("invalid_grant", "token validity expired")),
+                ("inactive_user", ("inactive_user", "user is inactive")),
+                ("inactive_org", ("inactive_org", None)),
+                ("app_blocked", ("OAUTH_APP_BLOCKED", None)),
+                ("ec_app_not_found", ("OAUTH_EC_APP_NOT_FOUND", None)),
+                ("rate_limit", ("rate_limit_exceeded", None))):
+            self.fault("token_refresh", kind, count=2)
+            for _ in range(2):
+                self.assert_error(self.refresh(rt), error, description)
+            self.assertEqual(self.refresh(rt).status, 200, kind)
+        for kind, ctype in (("html_400", "text/html"), ("text_400", "text/plain")):
+            self.fault("token_refresh", kind)
+            resp = self.refresh(rt)
+            self.assertEqual(resp.status, 400)
+            self.assertTrue(resp.headers["Content-Type"].startswith(ctype), kind)
+            self.assertRaises(ValueError, resp.json)
+        self.fault("token_refresh", "error", status=403, content_type="text/plain", body="nope")
+        resp = self.refresh(rt)
+        self.assertEqual((resp.status, resp.headers["Content-Type"], resp.body),
+                         (403, "text/plain", b"nope"))
+        self.fault("token_refresh", "error", error="OAUTH_EC_SOMETHING", error_description="x")
+        self.assert_error(self.refresh(rt), "OAUTH_EC_SOMETHING", "x")
+        self.fault("token_refresh", "error", status=429, body={"error": "rate_limit_exceeded"})
+        self.assert_error(self.refresh(rt), "rate_limit_exceeded", status=429)
+        self.assertEqual(self.refresh(rt).status, 200)
+
+    def test_restrictions_clear(self):
+        rt = self.connect()["refresh_token"]
+        for key, description in (("ip_restricted", "IP restricted or invalid login hours"),
+                                 ("user_approved", "user hasn't approved this consumer")):
+            on = key == "ip_restricted"
+            self.assertIs(self.ctl("POST", "config", {key: on})[key], on)
+            for _ in range(2):
+                self.assert_error(self.refresh(rt), "invalid_grant", description)
+            self.ctl("POST", "config", {key: not on})   # lifted: the same token works
+            self.assertEqual(self.refresh(rt).status, 200, key)
 
     # -- TLS
 
