@@ -29,7 +29,7 @@
 	TS("i.last_refreshed_at") ", " TS("i.last_checked_at") ", " \
 	TXT("i.last_error_kind") ", " TXT("i.last_error_code") ", " \
 	TXT("i.last_error_message") ", " TS("i.last_error_at") ", " \
-	"i.failure_count, " TS("i.next_retry_at")
+	"i.failure_count, " TS("i.next_retry_at") ", " TS("clock_timestamp()")
 
 enum stmt {
 	ST_PING,
@@ -811,6 +811,7 @@ load_integration(const PGresult *res, int row, struct integration *integ)
 	integ->last_error_at = (time_t)ll_col(res, row, c++);
 	integ->failure_count = (int)ll_col(res, row, c++);
 	integ->next_retry_at = (time_t)ll_col(res, row, c++);
+	integ->db_now = (time_t)ll_col(res, row, c++);
 	if (status_ok == -1) {
 		log_error("db_bad_status", "org %lld: unknown integration status",
 		    integ->org_id);

@@ -52,6 +52,7 @@ struct integration {
 	time_t		 last_error_at;
 	int		 failure_count;
 	time_t		 next_retry_at;
+	time_t		 db_now;	/* the database's clock when read */
 };
 
 #endif

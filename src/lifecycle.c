@@ -40,12 +40,12 @@ static bool
 needs_refresh(const struct app *app, const struct integration *integ,
     bool force, long long generation)
 {
-	time_t	 age = time(NULL) - integ->last_refreshed_at;
+	time_t	 age = integ->db_now - integ->last_refreshed_at;
 
 	if (integ->access_token_enc == NULL || integ->last_refreshed_at == 0)
 		return true;
 	if (!force && integ->status == INTEG_DEGRADED &&
-	    integ->next_retry_at > time(NULL))
+	    integ->next_retry_at > integ->db_now)
 		return false;	/* backing off: the stored token is the best we have */
 	if (!force)
 		return age >= app->cfg->access_token_max_age_s;
@@ -356,7 +356,7 @@ answer_from_row(struct app *app, const struct integration *integ, bool force,
 	else if (integ->status == INTEG_INVALID)
 		*lrc = LC_INVALID;
 	else if (force && integ->status == INTEG_DEGRADED &&
-	    time(NULL) - integ->last_checked_at < FORCE_MIN_AGE_S) {
+	    integ->db_now - integ->last_checked_at < FORCE_MIN_AGE_S) {
 		stored_error(integ, err);
 		*lrc = err->kind == SF_CONFIG ? LC_SF_CONFIG : LC_SF_UNAVAILABLE;
 	} else if (!needs_refresh(app, integ, force, generation))

@@ -40,6 +40,38 @@ def pid_alive(pid):
         return False
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+class ClockSkewTest(unittest.TestCase):
+    """The daemon's host clock runs 10 minutes ahead of the database's: the
+    age of a token must be measured on one clock (the database's)."""
+
+    def test_token_age_uses_the_database_clock(self):
+        if not os.path.exists(FAKETIME_LIB):
+            self.fail("faketime is not installed (scripts/deps.sh installs it)")
+        stack = Stack(workers=1, config={"access_token_max_age_s": 300},
+                      daemon_env={"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "+10m",
+                                  "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+        stack.start()
+        try:
+            stack.create_org("skew")
+            admin = stack.create_key("skew", "admin")
+            service = stack.create_key("skew", "service")
+            st, _, body = stack.connect_org("skew", admin)
+            self.assertEqual(st, 303, body)
+            path = SF.format("skew") + "/token"
+            first = stack.request("GET", path, key=service)
+            self.assertEqual(first[0], 200, first[2])
+            second = stack.request("GET", path, key=service)
+            self.assertEqual(second[0], 200, second[2])
+            self.assertEqual(second[2]["token_generation"], first[2]["token_generation"],
+                             "a token refreshed seconds ago was refreshed again: "
+                             "its age was taken from the host's clock")
+        finally:
+            stack.stop()
+
+
 class ZProcessFaultTest(unittest.TestCase):
     def test_supervisor_kill9_leaves_no_orphans(self):
         """kill -9 of the supervisor: its workers and checker are gone within
