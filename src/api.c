@@ -194,6 +194,7 @@ void
 api_db_error(struct ctx *c, int rc)
 {
 	if (rc == DB_UNAVAILABLE || rc == DB_LOCK_TIMEOUT) {
+		http_add_header(c->res, "Retry-After", "2");
 		api_error(c, 503, "service_unavailable",
 		    "the database is unavailable; retry shortly");
 		return;
@@ -338,7 +339,7 @@ add_cors(struct ctx *c)
 		return;
 	http_add_header(c->res, "Access-Control-Allow-Origin", origin);
 	http_add_header(c->res, "Vary", "Origin");
-	http_add_header(c->res, "Access-Control-Expose-Headers", "X-Request-Id");
+	http_add_header(c->res, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
 }
 
 static void

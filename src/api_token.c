@@ -7,10 +7,21 @@
 #include "status.h"
 #include "util.h"
 
-/* Answers a failed lifecycle call. */
+/*
+ * Answers a failed lifecycle call; retry_after_s (> 0) goes out as
+ * Retry-After on the answers a retry may cure.
+ */
 static void
-lc_error(struct ctx *c, enum lc_rc rc, const struct sf_error *err)
+lc_error(struct ctx *c, enum lc_rc rc, const struct sf_error *err,
+    int retry_after_s)
 {
+	char	 secs[16];
+
+	if ((rc == LC_SF_UNAVAILABLE || rc == LC_DB_UNAVAILABLE) &&
+	    retry_after_s > 0) {
+		snprintf(secs, sizeof(secs), "%d", retry_after_s);
+		http_add_header(c->res, "Retry-After", secs);
+	}
 	switch (rc) {
 	case LC_NOT_CONNECTED:
 		api_error(c, 409, "not_connected",
@@ -68,7 +79,7 @@ h_token(struct ctx *c)
 	    &tok, &err);
 	http_add_header(c->res, "Cache-Control", "no-store");
 	if (rc != LC_OK) {
-		lc_error(c, rc, &err);
+		lc_error(c, rc, &err, tok.retry_after_s);
 		return;
 	}
 	o = cJSON_CreateObject();
@@ -92,7 +103,7 @@ h_check(struct ctx *c)
 
 	lrc = lc_check(c->app, c->org.id, api_actor(c, actor, sizeof(actor)));
 	if (lrc != LC_OK) {
-		lc_error(c, lrc, NULL);
+		lc_error(c, lrc, NULL, LC_DB_RETRY_AFTER_S);
 		return;
 	}
 	api_status_reply(c);

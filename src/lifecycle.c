@@ -341,6 +341,18 @@ stored_error(const struct integration *integ, struct sf_error *err)
 }
 
 /*
+ * When a forced refresh may be tried again after integ's last failed one:
+ * the end of the crowd rule's window, 1 to 10 s.
+ */
+static int
+crowd_retry_after(const struct integration *integ)
+{
+	time_t	 left = FORCE_MIN_AGE_S - (integ->db_now - integ->last_checked_at);
+
+	return left < 1 ? 1 : left > 10 ? 10 : (int)left;
+}
+
+/*
  * true, with *lrc set, when integ can be answered without a refresh: not
  * connected, invalid, a fresh enough token, or a forced refresh right after
  * a failed attempt (a crowd holding the same dead token makes one attempt,
@@ -359,6 +371,7 @@ answer_from_row(struct app *app, const struct integration *integ, bool force,
 	    integ->db_now - integ->last_checked_at < FORCE_MIN_AGE_S) {
 		stored_error(integ, err);
 		*lrc = err->kind == SF_CONFIG ? LC_SF_CONFIG : LC_SF_UNAVAILABLE;
+		out->retry_after_s = crowd_retry_after(integ);
 	} else if (!needs_refresh(app, integ, force, generation))
 		*lrc = token_from_row(app, integ, out);
 	else
@@ -416,9 +429,12 @@ lc_token(struct app *app, long long org_id, const char *actor, bool force,
 		lrc = token_from_row(app, &integ, out);	/* still usable, likely */
 	else
 		lrc = job.err.kind == SF_CONFIG ? LC_SF_CONFIG : LC_SF_UNAVAILABLE;
+	out->retry_after_s = FORCE_MIN_AGE_S;
 out:
 	sf_token_clear(&job.token);
 	db_integration_clear(&integ);
+	if (lrc == LC_DB_UNAVAILABLE)
+		out->retry_after_s = LC_DB_RETRY_AFTER_S;
 	if (lrc != LC_OK)
 		lc_token_clear(out);
 	return lrc;

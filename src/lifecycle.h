@@ -31,11 +31,15 @@ struct lc_token {
 	long long	 issued_at_ms;
 	char		 sf_org_id[19];
 	long long	 generation;
+	int		 retry_after_s;	/* on LC_SF_UNAVAILABLE / LC_DB_UNAVAILABLE */
 };
 
 /* What the periodic and the CLI's "check all" refresh. */
 #define LC_ROUTINE_CHECK \
 	(INTEG_SET(INTEG_CONNECTED) | INTEG_SET(INTEG_DEGRADED))
+
+/* Seconds a caller should wait after LC_DB_UNAVAILABLE. */
+#define LC_DB_RETRY_AFTER_S	2
 
 struct lc_counts {
 	int	 checked, connected, degraded, invalid;

@@ -72,6 +72,51 @@ class ClockSkewTest(unittest.TestCase):
             stack.stop()
 
 
+class RetryAfterTest(unittest.TestCase):
+    def test_salesforce_outage_answers_retry_after_and_heals(self):
+        """A forced refresh during a Salesforce outage: 502 with Retry-After
+        (1 to 10 s), also for the crowd that follows; a caller that waits
+        Retry-After once the outage is over gets a token."""
+        STACK.create_org("outage")
+        admin = STACK.create_key("outage", "admin")
+        service = STACK.create_key("outage", "service")
+        st, _, body = STACK.connect_org("outage", admin)
+        self.assertEqual(st, 303, body)
+        st, _, tok = req("GET", SF.format("outage") + "/token", key=service)
+        self.assertEqual(st, 200, tok)
+        path = SF.format("outage") + f"/token?force_refresh=1&generation={tok['token_generation']}"
+        STACK.fakesf("POST", "fault", {"endpoint": "token_refresh", "kind": "status500",
+                                       "count": 1})
+        for attempt in ("first", "crowd"):
+            st, headers, body = req("GET", path, key=service)
+            self.assertEqual(st, 502, body)
+            self.assertEqual(body["error"]["code"], "salesforce_unavailable")
+            self.assertIn("retry-after", headers, f"{attempt}: no Retry-After")
+            wait = int(headers["retry-after"])
+            self.assertTrue(1 <= wait <= 10, wait)
+        time.sleep(wait)
+        st, _, body = req("GET", path, key=service)
+        self.assertEqual(st, 200, f"after waiting Retry-After ({wait}s): {body}")
+
+    def test_database_outage_answers_retry_after(self):
+        STACK.create_org("dbdown")
+        viewer = STACK.create_key("dbdown", "viewer")
+        STACK.stop_postgres()
+        try:
+            st, headers, body = req("GET", SF.format("dbdown"), key=viewer)
+        finally:
+            STACK.start_postgres()
+        self.assertEqual(st, 503, body)
+        self.assertEqual(headers.get("retry-after"), "2", headers)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            st, _, _ = req("GET", SF.format("dbdown"), key=viewer)
+            if st == 200:
+                break
+            time.sleep(0.1)
+        self.assertEqual(st, 200)
+
+
 class ZProcessFaultTest(unittest.TestCase):
     def test_supervisor_kill9_leaves_no_orphans(self):
         """kill -9 of the supervisor: its workers and checker are gone within
