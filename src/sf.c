@@ -331,30 +331,6 @@ sf_classify_transport(int curl_code, const char *host, const char *detail,
 /* ---------------------------------------------------------------- buffers */
 
 /*
- * Gives b one allocation of at least size bytes up front, so that appends
- * within it never realloc: a realloc would leave a copy of a token behind
- * in freed memory.
- */
-static int
-buf_presize(struct buf *b, size_t size)
-{
-	if (size > (size_t)0x7fffffff ||
-	    buf_printf(b, "%*s", (int)size, "") == -1)
-		return -1;
-	buf_reset(b);
-	return 0;
-}
-
-/* Overwrites the whole allocation of b, then frees it. */
-static void
-buf_cleanse_free(struct buf *b)
-{
-	if (b->data != NULL)
-		OPENSSL_cleanse(b->data, b->cap);
-	buf_free(b);
-}
-
-/*
  * Appends name=value&... to b, each value percent-encoded (a space as %20).
  * 0, or -1 on a NULL value, a full buffer or out of memory.
  */
