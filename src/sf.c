@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "cfg.h"
 #include "crypto.h"
+#include "host.h"
 #include "log.h"
 #include "sf.h"
 #include "sf_internal.h"
@@ -39,7 +40,6 @@
 #define SF_RESPONSE_PRESIZE	(16 * 1024)	/* one allocation for usual answers */
 #define SF_URL_MAX		8192
 #define SF_TOKEN_MAX		16384		/* longest token accepted (JWT access tokens are long) */
-#define SF_HOST_MAX		253
 
 struct sf {
 	const struct cfg	*cfg;		/* not owned: outlives the client */
@@ -492,7 +492,7 @@ struct sf_xfer {
 	struct curl_slist	*hdrs;
 	char			*auth;		/* "Authorization: Bearer ..." */
 	struct sink		 sink;
-	char			 host[SF_HOST_MAX + 1];
+	char			 host[HOST_LEN_MAX + 1];
 	char			 errbuf[CURL_ERROR_SIZE];
 };
 
@@ -921,45 +921,12 @@ sf_token_clear(struct sf_token *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* true when host ends with suffix (".x.y") or equals it without the dot. */
-static int
-host_under(const char *host, const char *suffix)
-{
-	size_t	 hl = strlen(host), sl = strlen(suffix);
-
-	if (hl == sl - 1 && strcmp(host, suffix + 1) == 0)
-		return 1;
-	return hl > sl && strcmp(host + hl - sl, suffix) == 0;
-}
-
-/* true when host is dot-separated labels of [a-z0-9-], 1..63 each, not starting or ending with '-'. */
-static int
-host_name_ok(const char *host)
-{
-	const char	*p = host;
-	size_t		 n;
-
-	if (*host == '\0' || strlen(host) > SF_HOST_MAX)
-		return 0;
-	for (;;) {
-		n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789-");
-		if (n == 0 || n > 63 || p[0] == '-' || p[n - 1] == '-')
-			return 0;
-		p += n;
-		if (*p == '\0')
-			return 1;
-		if (*p != '.')
-			return 0;
-		p++;
-	}
-}
-
 /* The My Domain part of sf_login_base(): in is non-empty, already trimmed to [p, end). */
 static int
 login_base_my_domain(const struct cfg *cfg, const char *p, const char *end,
     char *out, size_t outlen, char *err, size_t errlen)
 {
-	char		 host[SF_HOST_MAX + 2];
+	char		 host[HOST_LEN_MAX + 2];
 	const char	*q, *port = NULL;
 	size_t		 hl, portlen = 0, i;
 	long		 portnum;
@@ -973,19 +940,19 @@ login_base_my_domain(const struct cfg *cfg, const char *p, const char *end,
 	}
 	for (q = p; q < end && strchr(":/?#", *q) == NULL; q++)
 		;
-	if ((hl = (size_t)(q - p)) == 0 || hl > SF_HOST_MAX)
+	if ((hl = (size_t)(q - p)) == 0 || hl > HOST_LEN_MAX)
 		goto bad;
 	for (i = 0; i < hl; i++)
 		host[i] = (p[i] >= 'A' && p[i] <= 'Z') ? p[i] - 'A' + 'a' : p[i];
 	host[hl] = '\0';
-	if (host_under(host, ".lightning.force.com")) {
+	if (host_in_domain(host, "lightning.force.com")) {
 		snprintf(err, errlen, "use your My Domain URL "
 		    "(NAME.my.salesforce.com), not the Lightning URL "
 		    "(*.lightning.force.com)");
 		return -1;
 	}
-	if (host_under(host, ".force.com") ||
-	    host_under(host, ".visualforce.com")) {
+	if (host_in_domain(host, "force.com") ||
+	    host_in_domain(host, "visualforce.com")) {
 		snprintf(err, errlen, "use your My Domain URL "
 		    "(NAME.my.salesforce.com), not a Visualforce or Sites URL "
 		    "(*.force.com, *.visualforce.com)");
@@ -1033,7 +1000,7 @@ sf_login_base(const struct cfg *cfg, const char *environment,
     size_t errlen)
 {
 	const char	*base, *p, *end;
-	char		 host[SF_HOST_MAX + 1];
+	char		 host[HOST_LEN_MAX + 1];
 	size_t		 n;
 
 	if (outlen == 0 || errlen == 0)
@@ -1197,7 +1164,7 @@ post_form(struct sf *sf, struct sf_post *p, const char *what,
 static int
 instance_allowed(struct sf *sf, struct sf_token *out, struct sf_error *err)
 {
-	char	 host[SF_HOST_MAX + 1];
+	char	 host[HOST_LEN_MAX + 1];
 
 	if (url_check(sf->cfg->salesforce_allowed_hosts, out->instance_url,
 	    NULL, host, sizeof(host)) == URL_OK)
@@ -1500,7 +1467,7 @@ sf_identity(struct sf *sf, const struct sf_token *token,
 {
 	struct buf	 resp;
 	struct sf_req	 r;
-	char		 host[SF_HOST_MAX + 1], code[32];
+	char		 host[HOST_LEN_MAX + 1], code[32];
 	int		 ret = -1;
 
 	memset(out, 0, sizeof(*out));
