@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "buf.h"
 
 void
@@ -136,4 +138,22 @@ buf_free(struct buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+}
+
+int
+buf_presize(struct buf *b, size_t size)
+{
+	if (buf_reserve(b, size) == -1)
+		return -1;
+	/* buf_reserve() may have made the first allocation: terminate it. */
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+void
+buf_cleanse_free(struct buf *b)
+{
+	if (b->data != NULL)
+		OPENSSL_cleanse(b->data, b->cap);
+	buf_free(b);
 }

@@ -26,4 +26,17 @@ void	buf_reset(struct buf *b);
 char	*buf_steal(struct buf *b);
 void	buf_free(struct buf *b);
 
+/*
+ * For buffers that hold secrets (tokens, client secrets, forms carrying
+ * them): a realloc would leave a copy of the old bytes in freed memory.
+ *
+ * buf_presize() makes one allocation with room for size more bytes, so that
+ * appends within it never realloc; call it on an empty buffer, before the
+ * secret goes in. The data (if any) is kept. 0, or -1 when len + size would
+ * exceed the maximum or memory ran out.
+ */
+int	buf_presize(struct buf *b, size_t size);
+/* Overwrites the whole allocation of b (not only len bytes), then frees it like buf_free(). */
+void	buf_cleanse_free(struct buf *b);
+
 #endif

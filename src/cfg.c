@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cfg.h"
+#include "host.h"
 
 enum cfg_type { CFG_STR, CFG_URL, CFG_LISTEN, CFG_LONG };
 
@@ -303,38 +303,10 @@ word_eq(const char *word, size_t len, const char *arg)
 	return strlen(arg) == len && strncmp(word, arg, len) == 0;
 }
 
-static int
-host_match(const char *word, size_t len, const char *host)
-{
-	size_t hlen = strlen(host);
-
-	if (len > 2 && word[0] == '*' && word[1] == '.') {
-		/* "*.x.y" matches "a.x.y" and "a.b.x.y", never "x.y" itself. */
-		size_t slen = len - 1;
-
-		return hlen > slen &&
-		    strncasecmp(host + hlen - slen, word + 1, slen) == 0;
-	}
-	return hlen == len && strncasecmp(word, host, len) == 0;
-}
-
 int
 cfg_word_in_list(const char *list, const char *word)
 {
 	return list_any(list, word, word_eq);
-}
-
-/* A host name: [A-Za-z0-9.-], no empty label. */
-static int
-host_name_ok(const char *host)
-{
-	if (*host == '\0' || *host == '.' || host[strlen(host) - 1] == '.' ||
-	    strstr(host, "..") != NULL)
-		return 0;
-	for (; *host != '\0'; host++)
-		if (!isalnum((unsigned char)*host) && *host != '.' && *host != '-')
-			return 0;
-	return 1;
 }
 
 int
@@ -342,5 +314,5 @@ cfg_host_in_list(const char *list, const char *host)
 {
 	if (!host_name_ok(host))
 		return 0;
-	return list_any(list, host, host_match);
+	return list_any(list, host, host_matches_pattern);
 }

@@ -1,5 +1,5 @@
 /*
- * The Salesforce client: every HTTP call to Salesforce lives in sf.c
+ * The Salesforce client: every HTTP call to Salesforce lives in sf_xfer.c
  * (libcurl, TLS always verified, a timeout on every call, responses capped,
  * only hosts from salesforce_allowed_hosts). Tokens pass through here in
  * memory only; nothing here logs a token or a response body.

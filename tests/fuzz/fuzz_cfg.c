@@ -51,15 +51,30 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/*
+ * The rule of src/host.h: RFC 1123 labels of [A-Za-z0-9-], 1..63 each, no
+ * '-' at either end of a label, 253 characters at most.
+ */
 static bool
 ref_host_ok(const char *h)
 {
-	size_t	 n = strlen(h);
+	size_t	 n = strlen(h), label = 0;
 
-	return n > 0 && h[0] != '.' && h[n - 1] != '.' &&
-	    strstr(h, "..") == NULL &&
-	    strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789.-") == n;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || h[i] == '.') {
+			if (label == 0 || label > 63 || h[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)h[i]) && h[i] != '-')
+			return false;
+		if (label++ == 0 && h[i] == '-')
+			return false;
+	}
+	return true;
 }
 
 /* "name" matches itself; "*.suffix" matches any host ending in ".suffix". */

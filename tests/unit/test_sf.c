@@ -1,7 +1,8 @@
 /*
- * Unit tests for src/sf.c (cmocka): everything that needs no network —
- * the login base, the authorize URL, error classification, token and
- * identity response parsing, and the host checks made before any request.
+ * Unit tests for the Salesforce client, src/sf_*.c (cmocka): everything
+ * that needs no network: the login base, the authorize URL, error
+ * classification, the token, identity and revoke answers, and the host
+ * checks made before any request.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -505,7 +506,10 @@ test_token_response_good(void **state)
 	sf_token_clear(NULL);
 }
 
-/* DESIGN.md's test vector, with the signature Salesforce documents. */
+/*
+ * Salesforce's documented example of a token response and its signature
+ * (consumer secret EXAMPLE_CONSUMER_SECRET).
+ */
 static void
 test_token_response_vector(void **state)
 {
@@ -695,6 +699,91 @@ test_identity_response(void **state)
 	assert_string_equal(err.code, "malformed");
 }
 
+/* ---------------------------------------------------------------- whole answers */
+
+/* b holds body (len bytes, may hold a NUL), at most SF_RESPONSE_MAX. */
+static void
+answer_set(struct buf *b, const char *body, size_t len)
+{
+	buf_init(b, SF_RESPONSE_MAX);
+	assert_int_equal(buf_append(b, body, len), 0);
+}
+
+static void
+test_answers(void **state)
+{
+	const char	*id = "https://login.salesforce.com/id/" ORG15 "/" USER15;
+	const char	*ident = "{\"organization_id\":\"" ORG18 "\","
+	    "\"user_id\":\"" USER18 "\"}";
+	struct sf_token		 tok;
+	struct sf_identity	 who;
+	struct sf_error		 err;
+	struct buf		 b;
+	char			*body;
+
+	(void)state;
+	/* Token: a 200 with a good body, a NUL inside, an OAuth error. */
+	body = token_body(id, "1", "https://acme.my.salesforce.com", NULL, NULL);
+	answer_set(&b, body, strlen(body));
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(sf_token_answer(200, &b, SECRET, &tok, &err), 0);
+	assert_int_equal(err.http_status, 200);
+	assert_string_equal(tok.org_id, ORG18);
+	sf_token_clear(&tok);
+	buf_free(&b);
+	free(body);
+	answer_set(&b, "{}\0{}", 5);
+	memset(&err, 0, sizeof(err));
+	memset(&tok, 0, sizeof(tok));
+	assert_int_equal(sf_token_answer(200, &b, SECRET, &tok, &err), -1);
+	assert_string_equal(err.code, "malformed");
+	assert_int_equal(err.http_status, 200);
+	assert_null(tok.access_token);
+	buf_free(&b);
+	answer_set(&b, "{\"error\":\"invalid_grant\"}", 25);
+	assert_int_equal(sf_token_answer(400, &b, SECRET, &tok, &err), -1);
+	assert_int_equal(err.kind, SF_INVALID);
+	assert_int_equal(err.http_status, 400);
+	buf_free(&b);
+
+	/* Identity: 200, 401 (dead token), 500, no body. */
+	memset(&tok, 0, sizeof(tok));
+	strcpy(tok.org_id, ORG18);
+	strcpy(tok.user_id, USER18);
+	answer_set(&b, ident, strlen(ident));
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(sf_identity_answer(200, &b, &tok, &who, &err), 0);
+	assert_string_equal(who.user_id, USER18);
+	assert_int_equal(err.http_status, 200);
+	assert_int_equal(sf_identity_answer(401, &b, &tok, &who, &err), -1);
+	assert_int_equal(err.kind, SF_INVALID);
+	assert_string_equal(err.code, "bad_oauth_token");
+	assert_int_equal(sf_identity_answer(500, &b, &tok, &who, &err), -1);
+	assert_int_equal(err.kind, SF_TRANSIENT);
+	assert_string_equal(err.code, "identity_http_500");
+	assert_int_equal(err.http_status, 500);
+	buf_free(&b);
+	buf_init(&b, SF_RESPONSE_MAX);
+	assert_int_equal(sf_identity_answer(200, &b, &tok, &who, &err), -1);
+	assert_string_equal(err.code, "malformed");
+
+	/* Revoke: 200 and an already dead token are success, the rest not. */
+	assert_int_equal(sf_revoke_answer(200, &b, &err), 0);
+	assert_int_equal(err.kind, SF_OK);
+	buf_free(&b);
+	answer_set(&b, "{\"error\":\"invalid_token\"}", 25);
+	assert_int_equal(sf_revoke_answer(400, &b, &err), 0);
+	assert_int_equal(err.kind, SF_OK);
+	assert_string_equal(err.code, "");
+	assert_int_equal(sf_revoke_answer(503, &b, &err), -1);
+	assert_string_equal(err.code, "http_503");
+	buf_free(&b);
+	answer_set(&b, "{\"error\":\"invalid_client\"}", 26);
+	assert_int_equal(sf_revoke_answer(400, &b, &err), -1);
+	assert_int_equal(err.kind, SF_CONFIG);
+	buf_free(&b);
+}
+
 /* ---------------------------------------------------------------- host checks (no network) */
 
 static void
@@ -849,6 +938,7 @@ main(void)
 		cmocka_unit_test(test_token_response_vector),
 		cmocka_unit_test(test_token_response_bad),
 		cmocka_unit_test(test_identity_response),
+		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_hosts_refused_before_request),
 		cmocka_unit_test(test_refresh_many_hosts_refused),
 	};

@@ -1,0 +1,576 @@
+/*
+ * The Salesforce client's answers, without any network: the token,
+ * identity and revoke answers, the display text taken from them, and what
+ * an error means (the OAuth error table, libcurl's failures). Parsed
+ * documents and token copies are cleansed before they are freed.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "buf.h"
+#include "crypto.h"
+#include "sf.h"
+#include "sf_internal.h"
+#include "sfid.h"
+
+#define ARRAY_LEN(a)		(sizeof(a) / sizeof((a)[0]))
+
+#define SF_TOKEN_MAX		16384		/* longest token accepted (JWT access tokens are long) */
+
+/* ---------------------------------------------------------------- text */
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+static size_t
+utf8_seq_len(const unsigned char *s)
+{
+	size_t	 n, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	for (i = 1; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void
+sf_text_copy(char *dst, size_t dstlen, const char *src)
+{
+	const unsigned char	*s = (const unsigned char *)src;
+	size_t			 o = 0, n;
+
+	while (*s != '\0') {
+		if ((n = utf8_seq_len(s)) == 0) {
+			if (o + 1 >= dstlen)
+				break;
+			dst[o++] = '?';
+			s++;
+			continue;
+		}
+		if (o + n >= dstlen)
+			break;
+		if (n == 1 && (*s < 0x20 || *s == 0x7f))
+			dst[o++] = ' ';
+		else {
+			memcpy(dst + o, s, n);
+			o += n;
+		}
+		s += n;
+	}
+	dst[o] = '\0';
+}
+
+/* ---------------------------------------------------------------- errors */
+
+void
+sf_err_clear(struct sf_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	err->kind = SF_OK;
+}
+
+void
+sf_err_set(struct sf_error *err, enum sf_kind kind, const char *code,
+    const char *fmt, ...)
+{
+	char	 msg[sizeof(err->message)];
+	va_list	 ap;
+
+	err->kind = kind;
+	snprintf(err->code, sizeof(err->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sf_text_copy(err->message, sizeof(err->message), msg);
+}
+
+/*
+ * What an OAuth error of a 400/401/403 answer means. The first row whose
+ * error (and description, when the row has one) matches wins.
+ */
+static const struct {
+	const char	*error;
+	const char	*description;	/* NULL: any */
+	enum sf_kind	 kind;
+} oauth_errors[] = {
+	/* A concurrent refresh of the same token: re-read and retry. */
+	{ "invalid_grant", "token request is already being processed", SF_TRANSIENT },
+	{ "invalid_grant", NULL, SF_INVALID },
+	{ "inactive_user", NULL, SF_INVALID },
+	{ "inactive_org", NULL, SF_INVALID },
+	{ "invalid_client", NULL, SF_CONFIG },
+	{ "invalid_client_id", NULL, SF_CONFIG },
+	{ "invalid_client_credentials", NULL, SF_CONFIG },
+	{ "redirect_uri_mismatch", NULL, SF_CONFIG },
+	{ "unsupported_grant_type", NULL, SF_CONFIG },
+	{ "invalid_scope", NULL, SF_CONFIG },
+	{ "invalid_request", NULL, SF_CONFIG },
+	{ "rate_limit_exceeded", NULL, SF_TRANSIENT },
+};
+
+/* An error code we pass on: 1..63 characters of [A-Za-z0-9_.-]. */
+static int
+code_ok(const char *s)
+{
+	size_t	 n = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-");
+
+	return n > 0 && s[n] == '\0' && n < sizeof(((struct sf_error *)0)->code);
+}
+
+/* Finds the string member name of a JSON object; NULL when absent or not a string. */
+static const char *
+json_str(const cJSON *obj, const char *name)
+{
+	const cJSON	*item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+/* Overwrites every string of a parsed document (it may hold tokens), then frees it. */
+static void
+json_cleanse(cJSON *item)
+{
+	for (; item != NULL; item = item->next) {
+		if (item->valuestring != NULL)
+			OPENSSL_cleanse(item->valuestring,
+			    strlen(item->valuestring));
+		json_cleanse(item->child);
+	}
+}
+
+static void
+json_free(cJSON *root)
+{
+	json_cleanse(root);
+	cJSON_Delete(root);
+}
+
+/* Parses a NUL-terminated JSON object; NULL when body is not one. */
+static cJSON *
+json_parse_object(const char *body)
+{
+	cJSON	*root;
+
+	if (body == NULL ||
+	    (root = cJSON_ParseWithOpts(body, NULL, 1)) == NULL)
+		return NULL;
+	if (!cJSON_IsObject(root)) {
+		json_free(root);
+		return NULL;
+	}
+	return root;
+}
+
+void
+sf_classify_error(long status, const char *body, struct sf_error *err)
+{
+	cJSON		*root = NULL;
+	const char	*code = NULL, *desc = NULL;
+	char		 clean[sizeof(err->message)] = "";
+	enum sf_kind	 kind = SF_TRANSIENT;
+	size_t		 i;
+
+	sf_err_clear(err);
+	err->http_status = status;
+	if (status >= 400 && status <= 499 &&
+	    (root = json_parse_object(body)) != NULL) {
+		code = json_str(root, "error");
+		desc = json_str(root, "error_description");
+	}
+	if (code == NULL || !code_ok(code)) {
+		char	 httpcode[32];
+
+		snprintf(httpcode, sizeof(httpcode), "http_%ld", status);
+		sf_err_set(err, SF_TRANSIENT, httpcode,
+		    "Salesforce answered HTTP %ld", status);
+		goto out;
+	}
+	if (desc != NULL)
+		sf_text_copy(clean, sizeof(clean), desc);
+	if (status == 400 || status == 401 || status == 403) {
+		for (i = 0; i < ARRAY_LEN(oauth_errors); i++) {
+			if (strcmp(oauth_errors[i].error, code) != 0)
+				continue;
+			if (oauth_errors[i].description != NULL &&
+			    strcasecmp(oauth_errors[i].description, clean) != 0)
+				continue;
+			kind = oauth_errors[i].kind;
+			break;
+		}
+	}
+	if (clean[0] != '\0')
+		sf_err_set(err, kind, code, "%s", clean);
+	else
+		sf_err_set(err, kind, code, "Salesforce answered %s (HTTP %ld)",
+		    code, status);
+out:
+	json_free(root);
+}
+
+/* libcurl failures that mean the TLS handshake or the certificate failed. */
+static const CURLcode tls_failures[] = {
+	CURLE_PEER_FAILED_VERIFICATION,
+	CURLE_SSL_CONNECT_ERROR,
+	CURLE_SSL_CERTPROBLEM,
+	CURLE_SSL_CIPHER,
+	CURLE_SSL_CACERT_BADFILE,
+	CURLE_SSL_CRL_BADFILE,
+	CURLE_SSL_ISSUER_ERROR,
+	CURLE_SSL_PINNEDPUBKEYNOTMATCH,
+	CURLE_SSL_INVALIDCERTSTATUS,
+	CURLE_SSL_ENGINE_NOTFOUND,
+	CURLE_SSL_ENGINE_SETFAILED,
+	CURLE_SSL_ENGINE_INITFAILED,
+	CURLE_SSL_SHUTDOWN_FAILED,
+	CURLE_SSL_CLIENTCERT,
+	CURLE_USE_SSL_FAILED,
+};
+
+void
+sf_classify_transport(int curl_code, const char *host, const char *detail,
+    struct sf_error *err)
+{
+	CURLcode	 rc = (CURLcode)curl_code;
+	const char	*why;
+	size_t		 i;
+
+	sf_err_clear(err);
+	if (host == NULL)
+		host = "Salesforce";
+	why = detail != NULL && *detail != '\0' ? detail :
+	    curl_easy_strerror(rc);
+	if (rc == CURLE_OPERATION_TIMEDOUT) {
+		sf_err_set(err, SF_TRANSIENT, "timeout",
+		    "%s did not answer in time", host);
+		return;
+	}
+	for (i = 0; i < ARRAY_LEN(tls_failures); i++)
+		if (rc == tls_failures[i]) {
+			sf_err_set(err, SF_TRANSIENT, "tls", "the TLS certificate "
+			    "of %s could not be verified (%s)", host, why);
+			return;
+		}
+	if (rc == CURLE_OUT_OF_MEMORY) {
+		sf_err_set(err, SF_TRANSIENT, "internal", "out of memory");
+		return;
+	}
+	sf_err_set(err, SF_TRANSIENT, "connect", "could not reach %s (%s)",
+	    host, why);
+}
+
+/* ---------------------------------------------------------------- URLs in answers */
+
+/*
+ * Parses an identity URL "https://host[:port]/id/<OrgID>/<UserID>" (no
+ * query or fragment) into 18-character ids. 0 or -1.
+ */
+static int
+id_url_parse(const char *url, char org[19], char user[19])
+{
+	CURLU	*h = NULL;
+	char	*scheme = NULL, *path = NULL, *query = NULL, *frag = NULL;
+	int	 rc = -1;
+
+	org[0] = user[0] = '\0';
+	/* libcurl also takes "https:/host" and "HTTPS://": we store the text as given. */
+	if (strncmp(url, "https://", 8) != 0 || (h = curl_url()) == NULL ||
+	    curl_url_set(h, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
+	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    strcmp(scheme, "https") != 0 ||
+	    curl_url_get(h, CURLUPART_QUERY, &query, 0) != CURLUE_NO_QUERY ||
+	    curl_url_get(h, CURLUPART_FRAGMENT, &frag, 0) != CURLUE_NO_FRAGMENT ||
+	    curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
+	    sfid_parse_identity_path(path, org, user) == -1)
+		goto out;
+	rc = 0;
+out:
+	curl_free(scheme);
+	curl_free(path);
+	curl_free(query);
+	curl_free(frag);
+	curl_url_cleanup(h);
+	return rc;
+}
+
+/* true when url is "https://host[:port]" with at most a "/" path and nothing else. */
+static int
+instance_url_ok(const char *url)
+{
+	CURLU	*h = NULL;
+	char	*scheme = NULL, *path = NULL, *query = NULL, *user = NULL;
+	int	 ok = 0;
+
+	if (strncmp(url, "https://", 8) != 0 || (h = curl_url()) == NULL ||
+	    curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    strcmp(scheme, "https") != 0 ||
+	    curl_url_get(h, CURLUPART_USER, &user, 0) != CURLUE_NO_USER ||
+	    curl_url_get(h, CURLUPART_QUERY, &query, 0) != CURLUE_NO_QUERY ||
+	    curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
+	    strcmp(path, "/") != 0 || strchr(url, '#') != NULL)
+		goto out;
+	ok = 1;
+out:
+	curl_free(scheme);
+	curl_free(path);
+	curl_free(query);
+	curl_free(user);
+	curl_url_cleanup(h);
+	return ok;
+}
+
+/* ---------------------------------------------------------------- token responses */
+
+/* true when s is 1..max printable ASCII characters without spaces. */
+static int
+token_ok(const char *s, size_t max)
+{
+	size_t	 n;
+
+	for (n = 0; s[n] != '\0'; n++)
+		if (s[n] < 0x21 || s[n] > 0x7e || n >= max)
+			return 0;
+	return n > 0;
+}
+
+/* Copies a space-separated list into dst, dropping whole words that do not fit. */
+static void
+words_copy(char *dst, size_t dstlen, const char *src)
+{
+	size_t	 n;
+
+	/* sf_text_copy keeps byte offsets: dst is a prefix of src. */
+	sf_text_copy(dst, dstlen, src);
+	n = strlen(dst);
+	if (src[n] == '\0' || src[n] == ' ')
+		return;
+	while (n > 0 && dst[n] != ' ')
+		n--;
+	dst[n] = '\0';
+}
+
+int
+sf_parse_token_response(const char *body, const char *secret,
+    struct sf_token *out, struct sf_error *err)
+{
+	static const char *const required[] = {
+		"access_token", "instance_url", "id", "issued_at", "signature",
+	};
+	cJSON		*root = NULL;
+	const char	*access, *refresh, *instance, *id, *issued, *sig, *scope;
+	char		*end;
+	size_t		 i;
+	int		 ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	sf_err_clear(err);
+	if ((root = json_parse_object(body)) == NULL) {
+		SF_MALFORMED(err, "the token response is not a JSON object");
+		goto out;
+	}
+	for (i = 0; i < ARRAY_LEN(required); i++) {
+		const char	*v = json_str(root, required[i]);
+
+		if (v == NULL || *v == '\0') {
+			SF_MALFORMED(err, "the token response has no %s",
+			    required[i]);
+			goto out;
+		}
+	}
+	access = json_str(root, "access_token");
+	refresh = json_str(root, "refresh_token");
+	instance = json_str(root, "instance_url");
+	id = json_str(root, "id");
+	issued = json_str(root, "issued_at");
+	sig = json_str(root, "signature");
+	scope = json_str(root, "scope");
+
+	if (strspn(issued, "0123456789") != strlen(issued) ||
+	    strlen(issued) > 18) {
+		SF_MALFORMED(err, "the token response's issued_at is not a number");
+		goto out;
+	}
+	if (!crypto_sf_signature_ok(secret, id, issued, sig)) {
+		sf_err_set(err, SF_TRANSIENT, "bad_signature",
+		    "the token response signature did not verify");
+		goto out;
+	}
+	if (!token_ok(access, SF_TOKEN_MAX) ||
+	    (refresh != NULL && *refresh != '\0' &&
+	    !token_ok(refresh, SF_TOKEN_MAX))) {
+		SF_MALFORMED(err, "the token response holds an unusable token");
+		goto out;
+	}
+	if (strlen(id) >= sizeof(out->id_url) ||
+	    id_url_parse(id, out->org_id, out->user_id) == -1) {
+		SF_MALFORMED(err, "the token response's id is not an identity "
+		    "URL https://HOST/id/<OrgID>/<UserID>");
+		goto out;
+	}
+	if (strlen(instance) >= sizeof(out->instance_url) ||
+	    !instance_url_ok(instance)) {
+		SF_MALFORMED(err, "the token response's instance_url is not an "
+		    "https URL");
+		goto out;
+	}
+	errno = 0;
+	out->issued_at_ms = strtoll(issued, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		SF_MALFORMED(err, "the token response's issued_at is not a number");
+		goto out;
+	}
+	snprintf(out->id_url, sizeof(out->id_url), "%s", id);
+	snprintf(out->instance_url, sizeof(out->instance_url), "%s", instance);
+	if (scope != NULL)
+		words_copy(out->scope, sizeof(out->scope), scope);
+	if ((out->access_token = strdup(access)) == NULL ||
+	    (refresh != NULL && *refresh != '\0' &&
+	    (out->refresh_token = strdup(refresh)) == NULL)) {
+		sf_err_set(err, SF_TRANSIENT, "internal", "out of memory");
+		goto out;
+	}
+	ret = 0;
+out:
+	if (ret == -1)
+		sf_token_clear(out);
+	json_free(root);
+	return ret;
+}
+
+int
+sf_parse_identity_response(const char *body, const struct sf_token *token,
+    struct sf_identity *out, struct sf_error *err)
+{
+	cJSON		*root = NULL;
+	const char	*org, *user, *s;
+	int		 ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	sf_err_clear(err);
+	if ((root = json_parse_object(body)) == NULL) {
+		SF_MALFORMED(err, "the identity response is not a JSON object");
+		goto out;
+	}
+	if ((org = json_str(root, "organization_id")) == NULL ||
+	    (user = json_str(root, "user_id")) == NULL ||
+	    sfid_to18(org, out->org_id) == -1 ||
+	    sfid_to18(user, out->user_id) == -1) {
+		SF_MALFORMED(err, "the identity response has no valid "
+		    "organization_id and user_id");
+		goto out;
+	}
+	if (strcmp(out->org_id, token->org_id) != 0 ||
+	    strcmp(out->user_id, token->user_id) != 0) {
+		sf_err_set(err, SF_TRANSIENT, "identity_mismatch", "the identity "
+		    "response names another org or user than the token");
+		goto out;
+	}
+	if ((s = json_str(root, "username")) != NULL)
+		sf_text_copy(out->username, sizeof(out->username), s);
+	if ((s = json_str(root, "display_name")) != NULL)
+		sf_text_copy(out->display_name, sizeof(out->display_name), s);
+	out->active = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root,
+	    "active"));
+	ret = 0;
+out:
+	if (ret == -1)
+		memset(out, 0, sizeof(*out));
+	json_free(root);
+	return ret;
+}
+
+void
+sf_token_clear(struct sf_token *t)
+{
+	if (t == NULL)
+		return;
+	crypto_free_secret(t->access_token);
+	crypto_free_secret(t->refresh_token);
+	memset(t, 0, sizeof(*t));
+}
+
+/* ---------------------------------------------------------------- whole answers */
+
+/* true when resp holds a body without a NUL byte in it. */
+static int
+body_is_text(const struct buf *resp)
+{
+	return resp->data != NULL && strlen(resp->data) == resp->len;
+}
+
+int
+sf_token_answer(long status, const struct buf *resp, const char *secret,
+    struct sf_token *out, struct sf_error *err)
+{
+	int	 ret = -1;
+
+	if (status != 200) {
+		sf_classify_error(status, resp->data, err);
+		return -1;
+	}
+	if (!body_is_text(resp))
+		SF_MALFORMED(err, "the token response is not a JSON object");
+	else
+		ret = sf_parse_token_response(resp->data, secret, out, err);
+	err->http_status = status;
+	return ret;
+}
+
+int
+sf_identity_answer(long status, const struct buf *resp,
+    const struct sf_token *token, struct sf_identity *out,
+    struct sf_error *err)
+{
+	char	 code[32];
+	int	 ret = -1;
+
+	if (status == 401 || status == 403) {
+		sf_err_set(err, SF_INVALID, "bad_oauth_token", "Salesforce "
+		    "refused the access token at the identity URL (HTTP %ld)",
+		    status);
+	} else if (status != 200) {
+		snprintf(code, sizeof(code), "identity_http_%ld", status);
+		sf_err_set(err, SF_TRANSIENT, code, "the identity URL answered "
+		    "HTTP %ld", status);
+	} else if (!body_is_text(resp)) {
+		SF_MALFORMED(err, "the identity response is not a JSON object");
+	} else if (sf_parse_identity_response(resp->data, token, out,
+	    err) == 0)
+		ret = 0;
+	err->http_status = status;
+	return ret;
+}
+
+int
+sf_revoke_answer(long status, const struct buf *resp, struct sf_error *err)
+{
+	if (status == 200) {
+		sf_err_clear(err);
+		return 0;
+	}
+	sf_classify_error(status, resp->data, err);
+	/* Already dead: as good as revoked. */
+	if (status == 400 && (strcmp(err->code, "invalid_token") == 0 ||
+	    strcmp(err->code, "unsupported_token_type") == 0)) {
+		sf_err_clear(err);
+		return 0;
+	}
+	return -1;
+}
