@@ -27,6 +27,7 @@
 #include "cfg.h"
 #include "crypto.h"
 #include "log.h"
+#include "secret.h"
 #include "sf.h"
 #include "sf_internal.h"
 #include "sfid.h"
@@ -700,7 +701,7 @@ xfer_end(struct sf_xfer *x)
 	if (x->c != NULL)
 		curl_easy_reset(x->c);
 	headers_free(x->hdrs);
-	crypto_free_secret(x->auth);
+	secret_free(x->auth);
 	curl_url_cleanup(x->u);
 	xfer_init(x);
 }
@@ -930,7 +931,7 @@ sf_free(struct sf *sf)
 		curl_easy_cleanup(sf->curl);
 	if (sf->share != NULL)
 		curl_share_cleanup(sf->share);
-	crypto_free_secret(sf->secret);
+	secret_free(sf->secret);
 	free(sf->redirect_uri);
 	free(sf);
 }
@@ -940,8 +941,8 @@ sf_token_clear(struct sf_token *t)
 {
 	if (t == NULL)
 		return;
-	crypto_free_secret(t->access_token);
-	crypto_free_secret(t->refresh_token);
+	secret_free(t->access_token);
+	secret_free(t->refresh_token);
 	memset(t, 0, sizeof(*t));
 }
 
