@@ -10,7 +10,9 @@
 #include "api.h"
 #include "crypto.h"
 #include "db.h"
+#include "keyring.h"
 #include "log.h"
+#include "secret.h"
 #include "sf.h"
 #include "status.h"
 #include "util.h"
@@ -109,7 +111,7 @@ h_connect(struct ctx *c)
 	}
 	crypto_sha256_hex(state, strlen(state), state_hash);
 	snprintf(aad, sizeof(aad), "state:%s:verifier", state_hash);
-	if ((verifier_enc = crypto_seal(c->app->keyring, aad, verifier)) == NULL ||
+	if ((verifier_enc = keyring_seal(c->app->keyring, aad, verifier)) == NULL ||
 	    (url = sf_authorize_url(c->app->sf, login_base, state,
 	    challenge)) == NULL) {
 		api_error(c, 500, "internal", "could not seal the verifier");
@@ -140,8 +142,8 @@ h_connect(struct ctx *c)
 	api_json(c, 200, o);
 out:
 	cJSON_Delete(body);
-	crypto_free_secret(state);
-	crypto_free_secret(verifier);
+	secret_free(state);
+	secret_free(verifier);
 	free(challenge);
 	free(verifier_enc);
 	free(url);
@@ -283,12 +285,12 @@ revoke_sealed(struct ctx *c, long long org_id, const char *login_host,
 	if (sealed == NULL)
 		return false;
 	sealed_aad(aad, sizeof(aad), org_id, "refresh_token");
-	if ((token = crypto_open(c->app->keyring, aad, sealed)) == NULL)
+	if ((token = keyring_open(c->app->keyring, aad, sealed)) == NULL)
 		return false;
 	revoked = sf_revoke(c->app->sf, login_host, token, &err) == 0;
 	if (!revoked)
 		log_warn("revoke_failed", "org %lld: %s", org_id, err.code);
-	crypto_free_secret(token);
+	secret_free(token);
 	return revoked;
 }
 
@@ -308,9 +310,9 @@ store_connection(struct ctx *c, const struct oauth_state *st,
 	int			 rc, locked = 0;
 
 	sealed_aad(aad, sizeof(aad), st->org_id, "access_token");
-	access_enc = crypto_seal(c->app->keyring, aad, tok->access_token);
+	access_enc = keyring_seal(c->app->keyring, aad, tok->access_token);
 	sealed_aad(aad, sizeof(aad), st->org_id, "refresh_token");
-	refresh_enc = crypto_seal(c->app->keyring, aad, tok->refresh_token);
+	refresh_enc = keyring_seal(c->app->keyring, aad, tok->refresh_token);
 	if (access_enc == NULL || refresh_enc == NULL) {
 		fail(out, 500, "internal", "internal", "could not seal the tokens");
 		goto out;
@@ -372,7 +374,7 @@ complete_connect(struct ctx *c, const struct oauth_state *st, const char *code,
 	char			*old_refresh = NULL, old_host[256] = "";
 
 	snprintf(aad, sizeof(aad), "state:%s:verifier", st->state_hash);
-	if ((verifier = crypto_open(c->app->keyring, aad, st->verifier_enc)) == NULL) {
+	if ((verifier = keyring_open(c->app->keyring, aad, st->verifier_enc)) == NULL) {
 		fail(out, 500, "internal", "internal", "the state could not be "
 		    "opened");
 		goto out;
@@ -411,7 +413,7 @@ revoke:
 		log_warn("revoke_failed", "could not revoke the unused tokens: %s",
 		    err.code);
 out:
-	crypto_free_secret(verifier);
+	secret_free(verifier);
 	free(old_refresh);
 	sf_token_clear(&tok);
 }

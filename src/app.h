@@ -8,13 +8,13 @@
 
 struct db;
 struct sf;
-struct crypto_keyring;
+struct keyring;
 
 struct app {
 	const struct cfg	*cfg;
 	struct db		*db;
 	struct sf		*sf;
-	struct crypto_keyring	*keyring;
+	struct keyring		*keyring;
 	char			*client_secret;
 	char			*webhook_secret;
 };

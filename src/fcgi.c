@@ -1,113 +1,28 @@
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <limits.h>
 
 #include <fcgiapp.h>
 
 #include "api.h"
-#include "crypto.h"
 #include "fcgi.h"
+#include "http_parse.h"
 #include "log.h"
 
-/* Copies param name into dst; sets req->too_long when it does not fit. */
-static void
-get_param(FCGX_Request *r, const char *name, char *dst, size_t dstlen,
-    struct http_request *req)
+/* http_param_fn over the request's FastCGI environment. */
+static const char *
+fcgi_param(const char *name, void *arg)
 {
-	const char	*v = FCGX_GetParam(name, r->envp);
+	FCGX_Request	*r = arg;
 
-	dst[0] = '\0';
-	if (v == NULL)
-		return;
-	if (strlen(v) >= dstlen) {
-		req->too_long = true;
-		return;
-	}
-	memcpy(dst, v, strlen(v) + 1);
+	return FCGX_GetParam(name, r->envp);
 }
 
-static void
-read_path(FCGX_Request *r, struct http_request *req)
+/* http_read_fn over the request's FastCGI input stream. */
+static long
+fcgi_read(char *dst, size_t n, void *arg)
 {
-	const char	*uri = FCGX_GetParam("REQUEST_URI", r->envp);
-	size_t		 len;
+	FCGX_Request	*r = arg;
 
-	if (uri == NULL)
-		uri = FCGX_GetParam("SCRIPT_NAME", r->envp);
-	if (uri == NULL)
-		uri = "/";
-	len = strcspn(uri, "?");
-	if (len >= sizeof(req->path)) {
-		req->too_long = true;
-		len = 0;
-	}
-	memcpy(req->path, uri, len);
-	req->path[len] = '\0';
-}
-
-/* Reads the body, bounded by HTTP_MAX_BODY. */
-static void
-read_body(FCGX_Request *r, struct http_request *req)
-{
-	const char	*cl = FCGX_GetParam("CONTENT_LENGTH", r->envp);
-	char		 chunk[8192], *end;
-	unsigned long long n;
-	size_t		 left;
-
-	if (cl == NULL || *cl == '\0')
-		return;
-	errno = 0;
-	n = strtoull(cl, &end, 10);
-	if (errno != 0 || *end != '\0' || cl[0] == '-' || cl[0] == '+') {
-		req->bad_length = true;
-		return;
-	}
-	if (n > HTTP_MAX_BODY) {
-		req->body_too_large = true;
-		req->content_length = HTTP_MAX_BODY + 1;
-		return;
-	}
-	req->content_length = (size_t)n;
-	for (left = (size_t)n; left > 0;) {
-		int want = left < sizeof(chunk) ? (int)left : (int)sizeof(chunk);
-		int got = FCGX_GetStr(chunk, want, r->in);
-
-		if (got <= 0 || buf_append(&req->body, chunk, (size_t)got) == -1) {
-			req->bad_length = true;
-			return;
-		}
-		left -= (size_t)got;
-	}
-}
-
-static void
-read_request(FCGX_Request *r, struct http_request *req)
-{
-	const char	*given_id;
-
-	get_param(r, "REQUEST_METHOD", req->method, sizeof(req->method), req);
-	read_path(r, req);
-	get_param(r, "QUERY_STRING", req->query, sizeof(req->query), req);
-	get_param(r, "CONTENT_TYPE", req->content_type,
-	    sizeof(req->content_type), req);
-	get_param(r, "HTTP_AUTHORIZATION", req->authorization,
-	    sizeof(req->authorization), req);
-	get_param(r, "HTTP_ACCEPT", req->accept, sizeof(req->accept), req);
-	get_param(r, "HTTP_ORIGIN", req->origin, sizeof(req->origin), req);
-
-	/* An insane caller id is replaced, not an error. */
-	given_id = FCGX_GetParam("HTTP_X_REQUEST_ID", r->envp);
-	if (given_id != NULL && http_request_id_ok(given_id))
-		snprintf(req->request_id, sizeof(req->request_id), "%s", given_id);
-	else {
-		unsigned char raw[16];
-
-		if (crypto_random(raw, sizeof(raw)) == -1)
-			memset(raw, 0, sizeof(raw));
-		crypto_hex(raw, sizeof(raw), req->request_id);
-	}
-	read_body(r, req);
+	return FCGX_GetStr(dst, n > INT_MAX ? INT_MAX : (int)n, r->in);
 }
 
 /* Writes the response; -1 when the connection failed. */
@@ -155,7 +70,8 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 			break;
 		http_request_init(&req);
 		http_response_init(&res);
-		read_request(&r, &req);
+		/* A flag set in req is answered by api_handle (400, 413). */
+		(void)http_request_parse(&req, fcgi_param, fcgi_read, &r);
 		log_set_request_id(req.request_id);
 		api_handle(app, &req, &res);
 		if (write_response(&r, &res) == -1)

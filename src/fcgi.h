@@ -1,4 +1,8 @@
-/* The FastCGI edge: the only module that knows libfcgi. */
+/*
+ * The FastCGI edge, the only module that knows libfcgi: it hands the
+ * request's parameters and input to the edge parser (http_parse.h) and
+ * writes the response back.
+ */
 #ifndef SFC_FCGI_H
 #define SFC_FCGI_H
 

@@ -1,6 +1,7 @@
 /*
- * The neutral request and response: the FastCGI edge (fcgi.c) fills a
- * request and writes a response; nothing else sees libfcgi.
+ * The neutral request and response: the edge parser (http_parse.c) fills
+ * a request from what the FastCGI edge (fcgi.c) hands it, and fcgi.c
+ * writes the response; nothing else sees libfcgi.
  */
 #ifndef SFC_HTTP_H
 #define SFC_HTTP_H

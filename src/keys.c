@@ -5,6 +5,7 @@
 
 #include "crypto.h"
 #include "keys.h"
+#include "secret.h"
 
 int
 keys_mint(struct db *db, long long org_id, enum role role, const char *label,
@@ -25,7 +26,7 @@ keys_mint(struct db *db, long long org_id, enum role role, const char *label,
 	rc = db_key_create(db, out->id, org_id, role, label, hash,
 	    &out->created_at);
 out:
-	crypto_free_secret(secret);
+	secret_free(secret);
 	if (rc != DB_OK)
 		keys_wipe(out);
 	return rc;

@@ -8,8 +8,10 @@
 #include <cjson/cJSON.h>
 
 #include "crypto.h"
+#include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "secret.h"
 #include "util.h"
 
 #define FORCE_MIN_AGE_S		5
@@ -20,7 +22,7 @@
 void
 lc_token_clear(struct lc_token *t)
 {
-	crypto_free_secret(t->access_token);
+	secret_free(t->access_token);
 	t->access_token = NULL;
 }
 
@@ -33,7 +35,7 @@ open_column(struct app *app, long long org_id, const char *column,
 	if (sealed == NULL)
 		return NULL;
 	sealed_aad(aad, sizeof(aad), org_id, column);
-	return crypto_open(app->keyring, aad, sealed);
+	return keyring_open(app->keyring, aad, sealed);
 }
 
 static bool
@@ -131,11 +133,11 @@ write_refreshed(struct app *app, const struct integration *integ,
 	int	 rc = DB_ERROR;
 
 	sealed_aad(aad, sizeof(aad), integ->org_id, "access_token");
-	if ((access_enc = crypto_seal(app->keyring, aad, tok->access_token)) == NULL)
+	if ((access_enc = keyring_seal(app->keyring, aad, tok->access_token)) == NULL)
 		goto out;
 	if (tok->refresh_token != NULL) {
 		sealed_aad(aad, sizeof(aad), integ->org_id, "refresh_token");
-		if ((refresh_enc = crypto_seal(app->keyring, aad,
+		if ((refresh_enc = keyring_seal(app->keyring, aad,
 		    tok->refresh_token)) == NULL)
 			goto out;
 	}
@@ -324,7 +326,7 @@ refresh_locked(struct app *app, const struct integration *integ,
 	if (rc != DB_OK && job->rc == 0 && job->token.refresh_token != NULL)
 		rc = save_rotated(app, integ, &job->token, generation);
 	db_rollback(app->db);
-	crypto_free_secret(refresh);
+	secret_free(refresh);
 	job->refresh_token = NULL;
 	return rc == DB_OK ? LC_OK : lc_from_db(rc);
 }
@@ -498,7 +500,7 @@ static void
 batch_free(struct batch *b)
 {
 	for (int i = 0; i < b->n; i++) {
-		crypto_free_secret(b->refresh[i]);
+		secret_free(b->refresh[i]);
 		sf_token_clear(&b->jobs[i].token);
 		db_integration_clear(&b->rows[i]);
 	}

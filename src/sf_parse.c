@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "secret.h"
 #include "sf.h"
 #include "sf_internal.h"
 #include "sfid.h"
@@ -501,8 +502,8 @@ sf_token_clear(struct sf_token *t)
 {
 	if (t == NULL)
 		return;
-	crypto_free_secret(t->access_token);
-	crypto_free_secret(t->refresh_token);
+	secret_free(t->access_token);
+	secret_free(t->refresh_token);
 	memset(t, 0, sizeof(*t));
 }
 

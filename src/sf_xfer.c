@@ -25,6 +25,7 @@
 #include "crypto.h"
 #include "host.h"
 #include "log.h"
+#include "secret.h"
 #include "sf.h"
 #include "sf_internal.h"
 
@@ -249,7 +250,7 @@ xfer_end(struct sf_xfer *x)
 	if (x->c != NULL)
 		curl_easy_reset(x->c);
 	headers_free(x->hdrs);
-	crypto_free_secret(x->auth);
+	secret_free(x->auth);
 	curl_url_cleanup(x->u);
 	xfer_init(x);
 }
@@ -319,7 +320,7 @@ sf_free(struct sf *sf)
 		curl_easy_cleanup(sf->curl);
 	if (sf->share != NULL)
 		curl_share_cleanup(sf->share);
-	crypto_free_secret(sf->secret);
+	secret_free(sf->secret);
 	free(sf->redirect_uri);
 	free(sf);
 }

@@ -12,10 +12,11 @@
 
 #include "app.h"
 #include "cfg.h"
-#include "crypto.h"
 #include "db.h"
+#include "keyring.h"
 #include "keys.h"
 #include "lifecycle.h"
+#include "secret.h"
 #include "sf.h"
 #include "util.h"
 
@@ -299,9 +300,9 @@ cmd_check(struct db *db, int argc, char **argv)
 	if (!((argc == 2 && strcmp(argv[0], "--org") == 0) ||
 	    (argc == 1 && strcmp(argv[0], "--all") == 0)))
 		usage();
-	if (crypto_keyring_load(&app.keyring, loaded_cfg->token_key_file,
+	if (keyring_load(&app.keyring, loaded_cfg->token_key_file,
 	    loaded_cfg->token_previous_key_files, err, sizeof(err)) == -1 ||
-	    (app.client_secret = crypto_read_secret_file(
+	    (app.client_secret = secret_read_file(
 	    loaded_cfg->salesforce_client_secret_file, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "sfconnect-admin: %s\n", err);
 		goto out;
@@ -316,8 +317,8 @@ cmd_check(struct db *db, int argc, char **argv)
 		rc = report_check("all", &counts);
 out:
 	sf_free(app.sf);
-	crypto_keyring_free(app.keyring);
-	crypto_free_secret(app.client_secret);
+	keyring_free(app.keyring);
+	secret_free(app.client_secret);
 	curl_global_cleanup();
 	return rc;
 }
@@ -353,7 +354,7 @@ collect_org(long long org_id, void *arg)
  * value cannot be opened with any configured key.
  */
 static int
-reseal(const struct crypto_keyring *kr, long long org_id, const char *column,
+reseal(const struct keyring *kr, long long org_id, const char *column,
     const char *sealed, char **out, int *changed)
 {
 	char	 aad[128], *plain;
@@ -361,20 +362,20 @@ reseal(const struct crypto_keyring *kr, long long org_id, const char *column,
 	*out = NULL;
 	if (sealed == NULL)
 		return 0;
-	if (!crypto_sealed_needs_rotation(kr, sealed))
+	if (!keyring_needs_rotation(kr, sealed))
 		return (*out = strdup(sealed)) != NULL ? 0 : -1;
 	sealed_aad(aad, sizeof(aad), org_id, column);
-	if ((plain = crypto_open(kr, aad, sealed)) == NULL)
+	if ((plain = keyring_open(kr, aad, sealed)) == NULL)
 		return -1;
-	*out = crypto_seal(kr, aad, plain);
-	crypto_free_secret(plain);
+	*out = keyring_seal(kr, aad, plain);
+	secret_free(plain);
 	*changed = 1;
 	return *out != NULL ? 0 : -1;
 }
 
 /* Re-seals one org's tokens under its row lock. 1 changed, 0 not, -1 error. */
 static int
-rotate_org(struct db *db, const struct crypto_keyring *kr, long long org_id,
+rotate_org(struct db *db, const struct keyring *kr, long long org_id,
     long lock_timeout_ms)
 {
 	struct integration	 integ = { .org_id = 0 };
@@ -407,7 +408,7 @@ out:
 static int
 cmd_rotate_keys(struct db *db, int argc, char **argv)
 {
-	struct crypto_keyring	*kr = NULL;
+	struct keyring		*kr = NULL;
 	struct org_ids		 list = { .ids = NULL };
 	char			 err[512];
 	int			 rotated = 0, failed = 0, rc;
@@ -415,7 +416,7 @@ cmd_rotate_keys(struct db *db, int argc, char **argv)
 	(void)argv;
 	if (argc != 0)
 		usage();
-	if (crypto_keyring_load(&kr, loaded_cfg->token_key_file,
+	if (keyring_load(&kr, loaded_cfg->token_key_file,
 	    loaded_cfg->token_previous_key_files, err, sizeof(err)) == -1) {
 		fprintf(stderr, "sfconnect-admin: %s\n", err);
 		return 1;
@@ -423,7 +424,7 @@ cmd_rotate_keys(struct db *db, int argc, char **argv)
 	if (report_db("rotate-keys", db_sealed_orgs(db, collect_org, &list)) != 0 ||
 	    list.oom) {
 		free(list.ids);
-		crypto_keyring_free(kr);
+		keyring_free(kr);
 		return 1;
 	}
 	for (size_t i = 0; i < list.n; i++) {
@@ -435,9 +436,9 @@ cmd_rotate_keys(struct db *db, int argc, char **argv)
 			rotated += rc;
 	}
 	printf("re-sealed the tokens of %d of %zu orgs with key %s; %d failed\n",
-	    rotated, list.n, crypto_keyring_current_id(kr), failed);
+	    rotated, list.n, keyring_current_id(kr), failed);
 	free(list.ids);
-	crypto_keyring_free(kr);
+	keyring_free(kr);
 	return failed == 0 ? 0 : 1;
 }
 

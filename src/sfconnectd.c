@@ -20,11 +20,12 @@
 
 #include "app.h"
 #include "cfg.h"
-#include "crypto.h"
 #include "db.h"
 #include "fcgi.h"
+#include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "secret.h"
 #include "sf.h"
 
 #define MAX_WORKERS	256
@@ -134,15 +135,15 @@ load_secrets(struct app *app, const struct cfg *cfg)
 {
 	char	 err[512];
 
-	if (crypto_keyring_load(&app->keyring, cfg->token_key_file,
+	if (keyring_load(&app->keyring, cfg->token_key_file,
 	    cfg->token_previous_key_files, err, sizeof(err)) == -1 ||
-	    (app->client_secret = crypto_read_secret_file(
+	    (app->client_secret = secret_read_file(
 	    cfg->salesforce_client_secret_file, err, sizeof(err))) == NULL) {
 		log_error("config", "%s", err);
 		return -1;
 	}
 	if (cfg->webhook_secret_file[0] != '\0' &&
-	    (app->webhook_secret = crypto_read_secret_file(
+	    (app->webhook_secret = secret_read_file(
 	    cfg->webhook_secret_file, err, sizeof(err))) == NULL) {
 		log_error("config", "%s", err);
 		return -1;
@@ -153,9 +154,9 @@ load_secrets(struct app *app, const struct cfg *cfg)
 static void
 free_secrets(struct app *app)
 {
-	crypto_keyring_free(app->keyring);
-	crypto_free_secret(app->client_secret);
-	crypto_free_secret(app->webhook_secret);
+	keyring_free(app->keyring);
+	secret_free(app->client_secret);
+	secret_free(app->webhook_secret);
 }
 
 static int

@@ -1,16 +1,18 @@
 /*
  * libFuzzer target: the request layer of src/api.c (router, method and
  * path checks, body limits, CORS, preflight, error JSON) through
- * api_handle(), with a request built the way src/fcgi.c builds one.
+ * api_handle(), with the request built by the real edge parser
+ * (http_request_parse, src/http_parse.c) from the fields below.
  *
  * Input: newline-separated fields, the body being everything after the
  * ninth newline (missing fields are absent):
  *   METHOD \n URI \n QUERY_STRING \n CONTENT_TYPE \n ORIGIN \n
  *   CONTENT_LENGTH \n X_REQUEST_ID \n ACCEPT \n AUTHORIZATION \n BODY
- * A field longer than its slot sets too_long (as get_param does); the URI
- * is cut at '?' (as read_path does); CONTENT_LENGTH is parsed as read_body
- * does (empty: the body's length), a length above the body is a short read;
- * an insane request id is replaced by a fixed one.
+ * The fields are the FastCGI parameters REQUEST_METHOD, REQUEST_URI,
+ * QUERY_STRING, CONTENT_TYPE, HTTP_ORIGIN, CONTENT_LENGTH,
+ * HTTP_X_REQUEST_ID, HTTP_ACCEPT and HTTP_AUTHORIZATION; an empty
+ * CONTENT_LENGTH is given as the body's length when there is a body, and
+ * a length above the body is a short read.
  *
  * The app has no database (db = NULL). This target is linked with
  * -Wl,--wrap=db_ensure: db_ensure(NULL) answers DB_UNAVAILABLE, as a
@@ -27,7 +29,6 @@
  * 405 and on a preflight.
  */
 /* fuzz.sh ldflags: -Wl,--wrap=db_ensure */
-#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,16 +40,31 @@
 
 #include "api.h"
 #include "db.h"
+#include "http_parse.h"
 #include "log.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 #define ORIGIN_A	"https://app.example.com"
 #define ORIGIN_B	"http://localhost:8080"
-#define FIXED_ID	"00000000000000000000000000000000"
 
 enum { F_METHOD, F_URI, F_QUERY, F_CTYPE, F_ORIGIN, F_CLEN, F_REQID,
     F_ACCEPT, F_AUTH, F_BODY, F__MAX };
+
+/* The FastCGI parameter each field is. */
+static const char *const param_names[F_BODY] = {
+	"REQUEST_METHOD", "REQUEST_URI", "QUERY_STRING", "CONTENT_TYPE",
+	"HTTP_ORIGIN", "CONTENT_LENGTH", "HTTP_X_REQUEST_ID", "HTTP_ACCEPT",
+	"HTTP_AUTHORIZATION",
+};
+
+/* One input as a request: its fields and what is left of its body. */
+struct input {
+	char		*f[F__MAX];
+	char		 clen[32];	/* CONTENT_LENGTH when the field is empty */
+	const uint8_t	*body;
+	size_t		 bodylen;
+};
 
 static bool	 db_reached;	/* reset for every input */
 
@@ -100,46 +116,35 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Like fcgi.c's get_param: a value that does not fit sets too_long. */
-static void
-put_field(const char *v, char *dst, size_t dstlen, struct http_request *req)
+/* http_param_fn: the field named, NULL for any other parameter. */
+static const char *
+input_param(const char *name, void *arg)
 {
-	dst[0] = '\0';
-	if (strlen(v) >= dstlen) {
-		req->too_long = true;
-		return;
-	}
-	memcpy(dst, v, strlen(v) + 1);
+	struct input	*in = arg;
+	size_t		 i;
+
+	for (i = 0; i < F_BODY; i++)
+		if (strcmp(name, param_names[i]) == 0)
+			break;
+	if (i == F_BODY)
+		return NULL;
+	if (i == F_CLEN && in->f[i][0] == '\0' && in->bodylen > 0)
+		return in->clen;
+	return in->f[i];
 }
 
-/* Like fcgi.c's read_body, with body/bodylen as what the client sent. */
-static void
-put_body(const char *cl, const uint8_t *body, size_t bodylen,
-    struct http_request *req)
+/* http_read_fn: the body as the client sent it, then 0. */
+static long
+input_read(char *dst, size_t n, void *arg)
 {
-	char			 lenbuf[32], *end;
-	unsigned long long	 n;
+	struct input	*in = arg;
 
-	if (*cl == '\0') {
-		if (bodylen == 0)
-			return;
-		snprintf(lenbuf, sizeof(lenbuf), "%zu", bodylen);
-		cl = lenbuf;
-	}
-	errno = 0;
-	n = strtoull(cl, &end, 10);
-	if (errno != 0 || *end != '\0' || cl[0] == '-' || cl[0] == '+') {
-		req->bad_length = true;
-		return;
-	}
-	if (n > HTTP_MAX_BODY) {
-		req->body_too_large = true;
-		req->content_length = HTTP_MAX_BODY + 1;
-		return;
-	}
-	req->content_length = (size_t)n;
-	if (n > bodylen || buf_append(&req->body, body, (size_t)n) == -1)
-		req->bad_length = true;
+	if (n > in->bodylen)
+		n = in->bodylen;
+	memcpy(dst, in->body, n);
+	in->body += n;
+	in->bodylen -= n;
+	return (long)n;
 }
 
 /* The value of header name in the "Name: value\r\n" lines, or NULL. */
@@ -245,40 +250,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct app		 app;
 	struct http_request	 req;
 	struct http_response	 res;
-	char			*f[F__MAX] = { NULL };
-	const uint8_t		*p = data, *end = data + size, *body;
+	struct input		 in;
+	const uint8_t		*p = data, *end = data + size;
 	size_t			 i, len;
 
 	db_reached = false;
+	memset(&in, 0, sizeof(in));
 	/* The first nine fields are C strings, cut at a NUL as a FastCGI param is. */
 	for (i = 0; i < F_BODY; i++) {
 		const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
 
 		len = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-		if ((f[i] = strndup((const char *)p, len)) == NULL)
+		if ((in.f[i] = strndup((const char *)p, len)) == NULL)
 			goto out;
 		p = nl != NULL ? nl + 1 : end;
 	}
-	body = p;
+	in.body = p;
+	in.bodylen = (size_t)(end - p);
+	snprintf(in.clen, sizeof(in.clen), "%zu", in.bodylen);
 
 	http_request_init(&req);
 	http_response_init(&res);
-	put_field(f[F_METHOD], req.method, sizeof(req.method), &req);
-	len = strcspn(f[F_URI], "?");
-	if (len >= sizeof(req.path)) {
-		req.too_long = true;
-		len = 0;
-	}
-	memcpy(req.path, f[F_URI], len);
-	req.path[len] = '\0';
-	put_field(f[F_QUERY], req.query, sizeof(req.query), &req);
-	put_field(f[F_CTYPE], req.content_type, sizeof(req.content_type), &req);
-	put_field(f[F_AUTH], req.authorization, sizeof(req.authorization), &req);
-	put_field(f[F_ACCEPT], req.accept, sizeof(req.accept), &req);
-	put_field(f[F_ORIGIN], req.origin, sizeof(req.origin), &req);
-	snprintf(req.request_id, sizeof(req.request_id), "%s",
-	    http_request_id_ok(f[F_REQID]) ? f[F_REQID] : FIXED_ID);
-	put_body(f[F_CLEN], body, (size_t)(end - body), &req);
+	(void)http_request_parse(&req, input_param, input_read, &in);
 
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
@@ -290,6 +283,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	http_request_free(&req);
 out:
 	for (i = 0; i < F__MAX; i++)
-		free(f[i]);
+		free(in.f[i]);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: reading tokens at rest and Salesforce ids:
- * crypto_open, crypto_sealed_needs_rotation and crypto_base64_decode
+ * keyring_open, keyring_needs_rotation and crypto_base64_decode
  * (src/crypto.c), sfid_to18 and sfid_parse_identity_path (src/sfid.c).
  *
  * The keyring is fixed: two keys (current and previous) of known bytes,
@@ -23,13 +23,15 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "keyring.h"
+#include "secret.h"
 #include "sfid.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 #define AAD	"org:42:refresh_token"
 
-static struct crypto_keyring	*kr;	/* made once, read only */
+static struct keyring	*kr;	/* made once, read only */
 
 static void
 write_key(const char *path, unsigned char first)
@@ -66,7 +68,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(prev, sizeof(prev), "%s/previous.key", dir);
 	write_key(cur, 0x00);
 	write_key(prev, 0x80);
-	if (crypto_keyring_load(&kr, cur, prev, err, sizeof(err)) != 0) {
+	if (keyring_load(&kr, cur, prev, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz_sealed: %s\n", err);
 		abort();
 	}
@@ -117,27 +119,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	len = strlen(s);
 
 	/* Sealed text from the database. */
-	pt = crypto_open(kr, AAD, s);
+	pt = keyring_open(kr, AAD, s);
 	if (pt != NULL) {
 		CHECK(strlen(pt) < len);
-		CHECK(crypto_open(kr, "org:43:refresh_token", s) == NULL);
-		crypto_free_secret(pt);
+		CHECK(keyring_open(kr, "org:43:refresh_token", s) == NULL);
+		secret_free(pt);
 	}
-	(void)crypto_sealed_needs_rotation(kr, s);
+	(void)keyring_needs_rotation(kr, s);
 
 	/* Base64, strictly. */
 	check_base64(s, len);
 
 	/* Round trip of the input as a plaintext. */
-	sealed = crypto_seal(kr, AAD, s);
+	sealed = keyring_seal(kr, AAD, s);
 	if (len <= 40000)
 		CHECK(sealed != NULL);
 	if (sealed != NULL) {
-		CHECK(!crypto_sealed_needs_rotation(kr, sealed));
-		pt = crypto_open(kr, AAD, sealed);
+		CHECK(!keyring_needs_rotation(kr, sealed));
+		pt = keyring_open(kr, AAD, sealed);
 		CHECK(pt != NULL && strcmp(pt, s) == 0);
-		crypto_free_secret(pt);
-		CHECK(crypto_open(kr, "org:42:access_token", sealed) == NULL);
+		secret_free(pt);
+		CHECK(keyring_open(kr, "org:42:access_token", sealed) == NULL);
 		free(sealed);
 	}
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/crypto.c (cmocka).
+ * Unit tests for src/crypto.c, src/keyring.c and src/secret.c (cmocka).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "keyring.h"
+#include "secret.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -92,13 +94,13 @@ write_random_key(const char *name)
 	return write_key(name, key, sizeof(key), "\n");
 }
 
-static struct crypto_keyring *
+static struct keyring *
 load_ring(const char *cur, const char *prev)
 {
-	struct crypto_keyring *kr = NULL;
+	struct keyring *kr = NULL;
 	char err[512] = "";
 
-	if (crypto_keyring_load(&kr, cur, prev, err, sizeof(err)) != 0)
+	if (keyring_load(&kr, cur, prev, err, sizeof(err)) != 0)
 		fail_msg("keyring load failed: %s", err);
 	assert_non_null(kr);
 	return kr;
@@ -342,9 +344,9 @@ test_random(void **state)
 		assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 		                       "abcdefghijklmnopqrstuvwxyz0123456789-_",
 		                       t1[i]));
-	crypto_free_secret(t1);
-	crypto_free_secret(t2);
-	crypto_free_secret(NULL);
+	secret_free(t1);
+	secret_free(t2);
+	secret_free(NULL);
 	assert_null(crypto_random_token(0));
 	assert_null(crypto_random_token(CRYPTO_TOKEN_MAX_BYTES + 1));
 }
@@ -389,7 +391,7 @@ test_pkce(void **state)
 	assert_non_null(c);
 	assert_int_equal(strlen(c), 43);
 	free(c);
-	crypto_free_secret(tok);
+	secret_free(tok);
 }
 
 /* ---------------------------------------------------------- signatures */
@@ -483,7 +485,7 @@ test_keyring_key_id_and_known_vector(void **state)
 	    "v1:630dcd29:ZGVmZ2hpamtsbW5vOn64FByaPrNKDTSNtEgcnC63Y0T0GYxfz/"
 	    "WJBEEFlwiKC8Q=";
 	unsigned char key[32];
-	struct crypto_keyring *kr;
+	struct keyring *kr;
 	const char *path;
 	char *pt;
 	size_t i;
@@ -494,21 +496,21 @@ test_keyring_key_id_and_known_vector(void **state)
 	path = write_key("kat.key", key, sizeof(key), "");
 	kr = load_ring(path, NULL);
 	/* sha256(00..1f) = 630dcd2966c4... */
-	assert_string_equal(crypto_keyring_current_id(kr), "630dcd29");
-	pt = crypto_open(kr, "org:42:refresh_token", sealed);
+	assert_string_equal(keyring_current_id(kr), "630dcd29");
+	pt = keyring_open(kr, "org:42:refresh_token", sealed);
 	assert_non_null(pt);
 	assert_string_equal(pt, "refresh-token-value");
-	crypto_free_secret(pt);
-	assert_null(crypto_open(kr, "org:43:refresh_token", sealed));
-	assert_false(crypto_sealed_needs_rotation(kr, sealed));
-	crypto_keyring_free(kr);
+	secret_free(pt);
+	assert_null(keyring_open(kr, "org:43:refresh_token", sealed));
+	assert_false(keyring_needs_rotation(kr, sealed));
+	keyring_free(kr);
 
 	/* CRLF after the key is accepted too */
 	path = write_key("kat-crlf.key", key, sizeof(key), "\r\n");
 	kr = load_ring(path, NULL);
-	assert_string_equal(crypto_keyring_current_id(kr), "630dcd29");
-	crypto_keyring_free(kr);
-	crypto_keyring_free(NULL);
+	assert_string_equal(keyring_current_id(kr), "630dcd29");
+	keyring_free(kr);
+	keyring_free(NULL);
 }
 
 static void
@@ -518,7 +520,7 @@ test_keyring_seal_open(void **state)
 		"", "x", "00Dx0000000BV7z!AQ4AQ.token.value",
 		"a somewhat longer refresh token value 0123456789abcdef",
 	};
-	struct crypto_keyring *kr;
+	struct keyring *kr;
 	const char *path;
 	size_t i;
 
@@ -526,61 +528,61 @@ test_keyring_seal_open(void **state)
 	path = write_random_key("seal.key");
 	kr = load_ring(path, NULL);
 	for (i = 0; i < ARRAY_LEN(plain); i++) {
-		char *s1 = crypto_seal(kr, "org:42:refresh_token", plain[i]);
-		char *s2 = crypto_seal(kr, "org:42:refresh_token", plain[i]);
+		char *s1 = keyring_seal(kr, "org:42:refresh_token", plain[i]);
+		char *s2 = keyring_seal(kr, "org:42:refresh_token", plain[i]);
 		char *pt;
 		char prefix[13];
 
 		assert_non_null(s1);
 		assert_non_null(s2);
 		snprintf(prefix, sizeof(prefix), "v1:%s:",
-		         crypto_keyring_current_id(kr));
+		         keyring_current_id(kr));
 		assert_memory_equal(s1, prefix, 12);
 		if (strlen(plain[i]) >= 8) /* short ones may occur by chance */
 			assert_null(strstr(s1, plain[i]));
 		/* fresh nonce: the same plaintext seals differently */
 		assert_string_not_equal(s1, s2);
-		pt = crypto_open(kr, "org:42:refresh_token", s1);
+		pt = keyring_open(kr, "org:42:refresh_token", s1);
 		assert_non_null(pt);
 		assert_string_equal(pt, plain[i]);
-		crypto_free_secret(pt);
-		pt = crypto_open(kr, "org:42:refresh_token", s2);
+		secret_free(pt);
+		pt = keyring_open(kr, "org:42:refresh_token", s2);
 		assert_non_null(pt);
 		assert_string_equal(pt, plain[i]);
-		crypto_free_secret(pt);
+		secret_free(pt);
 		/* wrong aad */
-		assert_null(crypto_open(kr, "org:42:access_token", s1));
-		assert_null(crypto_open(kr, "org:4:refresh_token", s1));
-		assert_null(crypto_open(kr, "", s1));
-		assert_false(crypto_sealed_needs_rotation(kr, s1));
+		assert_null(keyring_open(kr, "org:42:access_token", s1));
+		assert_null(keyring_open(kr, "org:4:refresh_token", s1));
+		assert_null(keyring_open(kr, "", s1));
+		assert_false(keyring_needs_rotation(kr, s1));
 		free(s1);
 		free(s2);
 	}
 	/* empty aad is allowed, and must match */
 	{
-		char *s = crypto_seal(kr, "", "v");
+		char *s = keyring_seal(kr, "", "v");
 		char *pt;
 
 		assert_non_null(s);
-		pt = crypto_open(kr, "", s);
+		pt = keyring_open(kr, "", s);
 		assert_non_null(pt);
 		assert_string_equal(pt, "v");
-		crypto_free_secret(pt);
-		assert_null(crypto_open(kr, "x", s));
+		secret_free(pt);
+		assert_null(keyring_open(kr, "x", s));
 		free(s);
 	}
-	assert_null(crypto_seal(kr, NULL, "x"));
-	assert_null(crypto_seal(kr, "a", NULL));
-	assert_null(crypto_seal(NULL, "a", "x"));
-	assert_null(crypto_open(kr, NULL, "v1:00000000:AAAA"));
-	assert_null(crypto_open(NULL, "a", "v1:00000000:AAAA"));
-	crypto_keyring_free(kr);
+	assert_null(keyring_seal(kr, NULL, "x"));
+	assert_null(keyring_seal(kr, "a", NULL));
+	assert_null(keyring_seal(NULL, "a", "x"));
+	assert_null(keyring_open(kr, NULL, "v1:00000000:AAAA"));
+	assert_null(keyring_open(NULL, "a", "v1:00000000:AAAA"));
+	keyring_free(kr);
 }
 
 static void
 test_keyring_tamper(void **state)
 {
-	struct crypto_keyring *kr;
+	struct keyring *kr;
 	unsigned char raw[128];
 	char *sealed, *b64, *pt, buf[256];
 	long rawlen;
@@ -588,7 +590,7 @@ test_keyring_tamper(void **state)
 
 	(void)state;
 	kr = load_ring(write_random_key("tamper.key"), NULL);
-	sealed = crypto_seal(kr, "org:1:access_token", "secret-access-token");
+	sealed = keyring_seal(kr, "org:1:access_token", "secret-access-token");
 	assert_non_null(sealed);
 	rawlen = crypto_base64_decode(sealed + 12, raw, sizeof(raw));
 	assert_int_equal(rawlen, 12 + 19 + 16);
@@ -600,7 +602,7 @@ test_keyring_tamper(void **state)
 		assert_non_null(b64);
 		snprintf(buf, sizeof(buf), "%.12s%s", sealed, b64);
 		free(b64);
-		assert_null(crypto_open(kr, "org:1:access_token", buf));
+		assert_null(keyring_open(kr, "org:1:access_token", buf));
 		raw[i / 8] ^= (unsigned char)(1u << (i % 8));
 	}
 	/* truncated or extended ciphertext */
@@ -609,32 +611,32 @@ test_keyring_tamper(void **state)
 		assert_non_null(b64);
 		snprintf(buf, sizeof(buf), "%.12s%s", sealed, b64);
 		free(b64);
-		assert_null(crypto_open(kr, "org:1:access_token", buf));
+		assert_null(keyring_open(kr, "org:1:access_token", buf));
 	}
 	snprintf(buf, sizeof(buf), "%sAAAA", sealed);
-	assert_null(crypto_open(kr, "org:1:access_token", buf));
+	assert_null(keyring_open(kr, "org:1:access_token", buf));
 
 	/* the untouched text still opens */
-	pt = crypto_open(kr, "org:1:access_token", sealed);
+	pt = keyring_open(kr, "org:1:access_token", sealed);
 	assert_non_null(pt);
 	assert_string_equal(pt, "secret-access-token");
-	crypto_free_secret(pt);
+	secret_free(pt);
 	free(sealed);
-	crypto_keyring_free(kr);
+	keyring_free(kr);
 }
 
 static void
 test_keyring_malformed(void **state)
 {
-	struct crypto_keyring *kr;
+	struct keyring *kr;
 	char *sealed, *big, buf[512];
 	const char *id;
 	size_t i;
 
 	(void)state;
 	kr = load_ring(write_random_key("malformed.key"), NULL);
-	id = crypto_keyring_current_id(kr);
-	sealed = crypto_seal(kr, "a", "payload");
+	id = keyring_current_id(kr);
+	sealed = keyring_seal(kr, "a", "payload");
 	assert_non_null(sealed);
 
 	{
@@ -642,61 +644,61 @@ test_keyring_malformed(void **state)
 			"", "v1", "v1:", "v1::", "v2", "x",
 		};
 		for (i = 0; i < ARRAY_LEN(bad); i++) {
-			assert_null(crypto_open(kr, "a", bad[i]));
-			assert_false(crypto_sealed_needs_rotation(kr, bad[i]));
+			assert_null(keyring_open(kr, "a", bad[i]));
+			assert_false(keyring_needs_rotation(kr, bad[i]));
 		}
 	}
-	assert_null(crypto_open(kr, "a", NULL));
-	assert_false(crypto_sealed_needs_rotation(kr, NULL));
+	assert_null(keyring_open(kr, "a", NULL));
+	assert_false(keyring_needs_rotation(kr, NULL));
 
 	/* wrong version */
 	snprintf(buf, sizeof(buf), "v2%s", sealed + 2);
-	assert_null(crypto_open(kr, "a", buf));
+	assert_null(keyring_open(kr, "a", buf));
 	/* upper-case key id */
 	snprintf(buf, sizeof(buf), "%s", sealed);
 	for (i = 3; i < 11; i++)
 		if (buf[i] >= 'a' && buf[i] <= 'f')
 			buf[i] = (char)(buf[i] - 'a' + 'A');
 	if (strncmp(buf, sealed, 11) != 0)
-		assert_null(crypto_open(kr, "a", buf));
+		assert_null(keyring_open(kr, "a", buf));
 	/* unknown key id */
 	snprintf(buf, sizeof(buf), "v1:%08x:%s",
 	         (unsigned)strtoul(id, NULL, 16) ^ 1u, sealed + 12);
-	assert_null(crypto_open(kr, "a", buf));
-	assert_true(crypto_sealed_needs_rotation(kr, buf));
+	assert_null(keyring_open(kr, "a", buf));
+	assert_true(keyring_needs_rotation(kr, buf));
 	/* missing separator, whitespace, trailing newline */
 	snprintf(buf, sizeof(buf), "v1:%s%s", id, sealed + 12);
-	assert_null(crypto_open(kr, "a", buf));
+	assert_null(keyring_open(kr, "a", buf));
 	snprintf(buf, sizeof(buf), "%s\n", sealed);
-	assert_null(crypto_open(kr, "a", buf));
+	assert_null(keyring_open(kr, "a", buf));
 	snprintf(buf, sizeof(buf), " %s", sealed);
-	assert_null(crypto_open(kr, "a", buf));
+	assert_null(keyring_open(kr, "a", buf));
 
 	/* oversized input is refused before any work */
-	big = malloc(CRYPTO_SEALED_MAX + 2);
+	big = malloc(KEYRING_SEALED_MAX + 2);
 	assert_non_null(big);
 	memcpy(big, sealed, 12);
-	memset(big + 12, 'A', CRYPTO_SEALED_MAX + 1 - 12);
-	big[CRYPTO_SEALED_MAX + 1] = '\0';
-	assert_null(crypto_open(kr, "a", big));
+	memset(big + 12, 'A', KEYRING_SEALED_MAX + 1 - 12);
+	big[KEYRING_SEALED_MAX + 1] = '\0';
+	assert_null(keyring_open(kr, "a", big));
 	/* oversized plaintext and aad are refused by seal */
-	assert_null(crypto_seal(kr, "a", big));
-	memset(big, 'p', CRYPTO_AAD_MAX + 1);
-	big[CRYPTO_AAD_MAX + 1] = '\0';
-	assert_null(crypto_seal(kr, big, "x"));
-	big[CRYPTO_AAD_MAX] = '\0';
+	assert_null(keyring_seal(kr, "a", big));
+	memset(big, 'p', KEYRING_AAD_MAX + 1);
+	big[KEYRING_AAD_MAX + 1] = '\0';
+	assert_null(keyring_seal(kr, big, "x"));
+	big[KEYRING_AAD_MAX] = '\0';
 	{
-		char *s = crypto_seal(kr, big, "x"), *pt;
+		char *s = keyring_seal(kr, big, "x"), *pt;
 
 		assert_non_null(s);
-		pt = crypto_open(kr, big, s);
+		pt = keyring_open(kr, big, s);
 		assert_non_null(pt);
-		crypto_free_secret(pt);
+		secret_free(pt);
 		free(s);
 	}
 	/* the largest plaintext that fits opens again */
 	{
-		size_t max = (CRYPTO_SEALED_MAX - 12) / 4 * 3 - 28;
+		size_t max = (KEYRING_SEALED_MAX - 12) / 4 * 3 - 28;
 		char *s, *pt;
 
 		free(big);
@@ -704,26 +706,26 @@ test_keyring_malformed(void **state)
 		assert_non_null(big);
 		memset(big, 'q', max + 1);
 		big[max + 1] = '\0';
-		assert_null(crypto_seal(kr, "a", big));
+		assert_null(keyring_seal(kr, "a", big));
 		big[max] = '\0';
-		s = crypto_seal(kr, "a", big);
+		s = keyring_seal(kr, "a", big);
 		assert_non_null(s);
-		assert_true(strlen(s) <= CRYPTO_SEALED_MAX);
-		pt = crypto_open(kr, "a", s);
+		assert_true(strlen(s) <= KEYRING_SEALED_MAX);
+		pt = keyring_open(kr, "a", s);
 		assert_non_null(pt);
 		assert_string_equal(pt, big);
-		crypto_free_secret(pt);
+		secret_free(pt);
 		free(s);
 	}
 	free(big);
 	free(sealed);
-	crypto_keyring_free(kr);
+	keyring_free(kr);
 }
 
 static void
 test_keyring_rotation(void **state)
 {
-	struct crypto_keyring *ra, *rb, *rc;
+	struct keyring *ra, *rb, *rc;
 	const char *pa, *pb, *pc;
 	char prev[3 * PATH_MAX], *sa, *sb, *pt;
 	char ida[9];
@@ -734,39 +736,39 @@ test_keyring_rotation(void **state)
 	pc = write_random_key("rot-c.key");
 
 	ra = load_ring(pa, NULL);
-	snprintf(ida, sizeof(ida), "%s", crypto_keyring_current_id(ra));
-	sa = crypto_seal(ra, "org:7:refresh_token", "token-under-a");
+	snprintf(ida, sizeof(ida), "%s", keyring_current_id(ra));
+	sa = keyring_seal(ra, "org:7:refresh_token", "token-under-a");
 	assert_non_null(sa);
 
 	/* B current, A previous (with extra spaces and a repeat of B) */
 	snprintf(prev, sizeof(prev), "  %s   %s  ", pa, pb);
 	rb = load_ring(pb, prev);
-	assert_string_not_equal(crypto_keyring_current_id(rb), ida);
-	assert_true(crypto_sealed_needs_rotation(rb, sa));
-	pt = crypto_open(rb, "org:7:refresh_token", sa);
+	assert_string_not_equal(keyring_current_id(rb), ida);
+	assert_true(keyring_needs_rotation(rb, sa));
+	pt = keyring_open(rb, "org:7:refresh_token", sa);
 	assert_non_null(pt);
 	assert_string_equal(pt, "token-under-a");
 
 	/* re-seal under B: no longer needs rotation, A alone cannot read it */
-	sb = crypto_seal(rb, "org:7:refresh_token", pt);
-	crypto_free_secret(pt);
+	sb = keyring_seal(rb, "org:7:refresh_token", pt);
+	secret_free(pt);
 	assert_non_null(sb);
-	assert_false(crypto_sealed_needs_rotation(rb, sb));
-	assert_null(crypto_open(ra, "org:7:refresh_token", sb));
-	assert_true(crypto_sealed_needs_rotation(ra, sb));
+	assert_false(keyring_needs_rotation(rb, sb));
+	assert_null(keyring_open(ra, "org:7:refresh_token", sb));
+	assert_true(keyring_needs_rotation(ra, sb));
 
 	/* a ring without A cannot read A's text */
 	rc = load_ring(pc, pb);
-	assert_null(crypto_open(rc, "org:7:refresh_token", sa));
-	pt = crypto_open(rc, "org:7:refresh_token", sb);
+	assert_null(keyring_open(rc, "org:7:refresh_token", sa));
+	pt = keyring_open(rc, "org:7:refresh_token", sb);
 	assert_non_null(pt);
-	crypto_free_secret(pt);
+	secret_free(pt);
 
 	free(sa);
 	free(sb);
-	crypto_keyring_free(ra);
-	crypto_keyring_free(rb);
-	crypto_keyring_free(rc);
+	keyring_free(ra);
+	keyring_free(rb);
+	keyring_free(rc);
 }
 
 static void
@@ -796,7 +798,7 @@ test_keyring_bad_files(void **state)
 		{ "mode620.key", "GOOD\n", 0, 0620 },
 	};
 	static int sentinel;
-	struct crypto_keyring *kr;
+	struct keyring *kr;
 	char err[512], content[128], prev[PATH_MAX + 8];
 	const char *good, *path;
 	size_t i;
@@ -828,12 +830,12 @@ test_keyring_bad_files(void **state)
 		                  t[i].mode);
 
 		/* as the current key */
-		kr = (struct crypto_keyring *)&sentinel; /* stays untouched */
+		kr = (struct keyring *)&sentinel; /* stays untouched */
 		err[0] = '\0';
-		assert_int_equal(crypto_keyring_load(&kr, path, NULL, err,
+		assert_int_equal(keyring_load(&kr, path, NULL, err,
 		                                     sizeof(err)),
 		                 -1);
-		assert_ptr_equal(kr, (struct crypto_keyring *)&sentinel);
+		assert_ptr_equal(kr, (struct keyring *)&sentinel);
 		if (strstr(err, path) == NULL)
 			fail_msg("%s: err does not name the file: %s",
 			         t[i].name, err);
@@ -846,7 +848,7 @@ test_keyring_bad_files(void **state)
 		/* as a previous key */
 		err[0] = '\0';
 		snprintf(prev, sizeof(prev), "%s", path);
-		assert_int_equal(crypto_keyring_load(&kr, good, prev, err,
+		assert_int_equal(keyring_load(&kr, good, prev, err,
 		                                     sizeof(err)),
 		                 -1);
 		if (strstr(err, path) == NULL)
@@ -856,29 +858,29 @@ test_keyring_bad_files(void **state)
 
 	/* missing file, directory, NULL path */
 	snprintf(content, sizeof(content), "%s/missing.key", tmpdir);
-	assert_int_equal(crypto_keyring_load(&kr, content, NULL, err,
+	assert_int_equal(keyring_load(&kr, content, NULL, err,
 	                                     sizeof(err)),
 	                 -1);
 	assert_non_null(strstr(err, content));
-	assert_int_equal(crypto_keyring_load(&kr, good, content, err,
+	assert_int_equal(keyring_load(&kr, good, content, err,
 	                                     sizeof(err)),
 	                 -1);
 	assert_non_null(strstr(err, content));
-	assert_int_equal(crypto_keyring_load(&kr, tmpdir, NULL, err,
+	assert_int_equal(keyring_load(&kr, tmpdir, NULL, err,
 	                                     sizeof(err)),
 	                 -1);
 	assert_non_null(strstr(err, tmpdir));
-	assert_int_equal(crypto_keyring_load(&kr, NULL, NULL, err,
+	assert_int_equal(keyring_load(&kr, NULL, NULL, err,
 	                                     sizeof(err)),
 	                 -1);
 	/* a NULL err buffer is fine */
-	assert_int_equal(crypto_keyring_load(&kr, content, NULL, NULL, 0), -1);
+	assert_int_equal(keyring_load(&kr, content, NULL, NULL, 0), -1);
 
 	/* the good file itself loads, alone or with itself as previous */
 	kr = load_ring(good, "");
-	crypto_keyring_free(kr);
+	keyring_free(kr);
 	kr = load_ring(good, good);
-	crypto_keyring_free(kr);
+	keyring_free(kr);
 	memset(key, 0, sizeof(key));
 	memset(good_b64, 0, sizeof(good_b64));
 }
@@ -917,12 +919,12 @@ test_read_secret_file(void **state)
 		path = write_file(t[i].name, t[i].content, t[i].len,
 		                  t[i].mode);
 		err[0] = '\0';
-		s = crypto_read_secret_file(path, err, sizeof(err));
+		s = secret_read_file(path, err, sizeof(err));
 		if (t[i].expect != NULL) {
 			if (s == NULL)
 				fail_msg("%s: %s", t[i].name, err);
 			assert_string_equal(s, t[i].expect);
-			crypto_free_secret(s);
+			secret_free(s);
 		} else {
 			assert_null(s);
 			if (strstr(err, path) == NULL)
@@ -934,32 +936,32 @@ test_read_secret_file(void **state)
 	}
 
 	/* size limit: 4096 bytes (+ newline) accepted, 4097 refused */
-	big = malloc(CRYPTO_SECRET_FILE_MAX + 3);
+	big = malloc(SECRET_FILE_MAX + 3);
 	assert_non_null(big);
-	memset(big, 's', CRYPTO_SECRET_FILE_MAX + 2);
-	big[CRYPTO_SECRET_FILE_MAX] = '\r';
-	big[CRYPTO_SECRET_FILE_MAX + 1] = '\n';
-	path = write_file("s-max", big, CRYPTO_SECRET_FILE_MAX + 2, 0600);
-	s = crypto_read_secret_file(path, err, sizeof(err));
+	memset(big, 's', SECRET_FILE_MAX + 2);
+	big[SECRET_FILE_MAX] = '\r';
+	big[SECRET_FILE_MAX + 1] = '\n';
+	path = write_file("s-max", big, SECRET_FILE_MAX + 2, 0600);
+	s = secret_read_file(path, err, sizeof(err));
 	assert_non_null(s);
-	assert_int_equal(strlen(s), CRYPTO_SECRET_FILE_MAX);
-	crypto_free_secret(s);
-	memset(big, 's', CRYPTO_SECRET_FILE_MAX + 3);
-	path = write_file("s-toobig", big, CRYPTO_SECRET_FILE_MAX + 1, 0600);
-	assert_null(crypto_read_secret_file(path, err, sizeof(err)));
+	assert_int_equal(strlen(s), SECRET_FILE_MAX);
+	secret_free(s);
+	memset(big, 's', SECRET_FILE_MAX + 3);
+	path = write_file("s-toobig", big, SECRET_FILE_MAX + 1, 0600);
+	assert_null(secret_read_file(path, err, sizeof(err)));
 	assert_non_null(strstr(err, path));
-	path = write_file("s-huge", big, CRYPTO_SECRET_FILE_MAX + 3, 0600);
-	assert_null(crypto_read_secret_file(path, err, sizeof(err)));
+	path = write_file("s-huge", big, SECRET_FILE_MAX + 3, 0600);
+	assert_null(secret_read_file(path, err, sizeof(err)));
 	assert_non_null(strstr(err, path));
 	free(big);
 
-	assert_null(crypto_read_secret_file(tmpdir, err, sizeof(err)));
-	assert_null(crypto_read_secret_file("/nonexistent/secret", err,
+	assert_null(secret_read_file(tmpdir, err, sizeof(err)));
+	assert_null(secret_read_file("/nonexistent/secret", err,
 	                                    sizeof(err)));
 	assert_non_null(strstr(err, "/nonexistent/secret"));
-	assert_null(crypto_read_secret_file(NULL, err, sizeof(err)));
+	assert_null(secret_read_file(NULL, err, sizeof(err)));
 	/* a path with a newline stays a one-line message */
-	assert_null(crypto_read_secret_file("/nonexistent/a\nb", err,
+	assert_null(secret_read_file("/nonexistent/a\nb", err,
 	                                    sizeof(err)));
 	assert_null(strchr(err, '\n'));
 }

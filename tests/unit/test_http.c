@@ -1,6 +1,7 @@
 /*
- * Unit tests for src/http.c and src/buf.c (cmocka): query parameters,
- * percent-decoding, request ids, response headers, bounded buffers.
+ * Unit tests for src/http.c, src/http_parse.c and src/buf.c (cmocka):
+ * query parameters, percent-decoding, request ids, response headers, the
+ * edge parser (fields, path, CONTENT_LENGTH, body reads), bounded buffers.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 
 #include "buf.h"
 #include "http.h"
+#include "http_parse.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -294,6 +296,308 @@ test_request_init(void **state)
 	http_request_free(&req);	/* twice is harmless */
 }
 
+/* ---- http_request_parse ---- */
+
+/* A request as the edge would hand it over. */
+struct fake {
+	const char *const	*params;	/* name, value, ..., NULL */
+	const char		*body;		/* what the client sent */
+	size_t			 bodylen;
+	size_t			 piece;		/* most bytes a read gives */
+	long			 fail;		/* returned by every read */
+	size_t			 reads;
+};
+
+static const char *
+fake_param(const char *name, void *arg)
+{
+	const struct fake	*f = arg;
+	const char *const	*p;
+
+	for (p = f->params; p != NULL && *p != NULL; p += 2)
+		if (strcmp(p[0], name) == 0)
+			return p[1];
+	return NULL;
+}
+
+static long
+fake_read(char *dst, size_t n, void *arg)
+{
+	struct fake	*f = arg;
+
+	f->reads++;
+	if (f->fail != 0)
+		return f->fail;
+	if (f->piece > 0 && n > f->piece)
+		n = f->piece;
+	if (n > f->bodylen)
+		n = f->bodylen;
+	memcpy(dst, f->body, n);
+	f->body += n;
+	f->bodylen -= n;
+	return (long)n;
+}
+
+/* Parses f into req (initialised here; the caller frees it). */
+static int
+parse_fake(struct fake *f, struct http_request *req)
+{
+	http_request_init(req);
+	return http_request_parse(req, fake_param, fake_read, f);
+}
+
+static bool
+is_generated_id(const char *id)
+{
+	return strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32;
+}
+
+static void
+test_parse_fields(void **state)
+{
+	static const char *const params[] = {
+		"REQUEST_METHOD", "POST",
+		"REQUEST_URI", "/v1/orgs/acme/connect?x=1?y",
+		"SCRIPT_NAME", "/ignored",
+		"QUERY_STRING", "x=1?y",
+		"CONTENT_TYPE", "application/json",
+		"HTTP_AUTHORIZATION", "Bearer k",
+		"HTTP_ACCEPT", "*/*",
+		"HTTP_ORIGIN", "https://app.example.com",
+		"HTTP_X_REQUEST_ID", "req-1.a:b_c",
+		"CONTENT_LENGTH", "2",
+		NULL,
+	};
+	struct fake		 f = { .params = params, .body = "{}",
+				    .bodylen = 2 };
+	struct http_request	 req;
+
+	(void)state;
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_string_equal(req.method, "POST");
+	assert_string_equal(req.path, "/v1/orgs/acme/connect");
+	assert_string_equal(req.query, "x=1?y");
+	assert_string_equal(req.content_type, "application/json");
+	assert_string_equal(req.authorization, "Bearer k");
+	assert_string_equal(req.accept, "*/*");
+	assert_string_equal(req.origin, "https://app.example.com");
+	assert_string_equal(req.request_id, "req-1.a:b_c");
+	assert_int_equal(req.content_length, 2);
+	assert_int_equal(req.body.len, 2);
+	assert_string_equal(req.body.data, "{}");
+	assert_false(req.too_long || req.bad_length || req.body_too_large);
+	http_request_free(&req);
+}
+
+static void
+test_parse_path_fallback(void **state)
+{
+	static const char *const script[] = { "SCRIPT_NAME", "/healthz", NULL };
+	struct fake		 f = { .params = script };
+	struct http_request	 req;
+
+	(void)state;
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_string_equal(req.path, "/healthz");
+	assert_string_equal(req.method, "");
+	http_request_free(&req);
+
+	f.params = NULL;
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_string_equal(req.path, "/");
+	assert_string_equal(req.query, "");
+	http_request_free(&req);
+}
+
+static void
+test_parse_too_long(void **state)
+{
+	struct http_request	 req;
+	char			 path[sizeof(req.path) + 1];
+	const char		*params[] = {
+		"REQUEST_METHOD", "0123456789abcdef",	/* 16: no room for NUL */
+		"HTTP_ORIGIN", "https://a",
+		NULL, NULL,
+		NULL,
+	};
+	struct fake		 f = { .params = params };
+
+	(void)state;
+	assert_int_equal(parse_fake(&f, &req), -1);
+	assert_true(req.too_long);
+	assert_string_equal(req.method, "");
+	assert_string_equal(req.origin, "https://a");	/* the rest is read */
+	http_request_free(&req);
+
+	/* 1024 bytes before the '?' do not fit; the query does not count. */
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	params[0] = "REQUEST_URI";
+	params[1] = path;
+	assert_int_equal(parse_fake(&f, &req), -1);
+	assert_true(req.too_long);
+	assert_string_equal(req.path, "");
+	http_request_free(&req);
+
+	path[sizeof(path) - 2] = '?';
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_int_equal(strlen(req.path), sizeof(path) - 2);
+	http_request_free(&req);
+}
+
+static void
+test_parse_request_id(void **state)
+{
+	const char		*params[] = {
+		"HTTP_X_REQUEST_ID", "bad id", NULL,
+	};
+	struct fake		 f = { .params = params };
+	struct http_request	 req;
+	char			 first[sizeof(req.request_id)];
+
+	(void)state;
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_true(is_generated_id(req.request_id));
+	snprintf(first, sizeof(first), "%s", req.request_id);
+	http_request_free(&req);
+
+	params[0] = NULL;		/* absent */
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_true(is_generated_id(req.request_id));
+	assert_string_not_equal(req.request_id, first);
+	http_request_free(&req);
+}
+
+/*
+ * CONTENT_LENGTH: digits only. Before http_parse.c, fcgi.c used strtoull,
+ * which skips leading white space: " 5" was read as 5 and " -1" as
+ * 2^64 - 1 (413). Both are now bad_length (400).
+ */
+static void
+test_parse_content_length(void **state)
+{
+	enum { OK, BAD, LARGE };
+	static const struct {
+		const char	*cl;
+		int		 want;
+		size_t		 len;	/* content_length when OK */
+	} t[] = {
+		{ NULL, OK, 0 },		/* absent: no body */
+		{ "", OK, 0 },			/* empty: no body */
+		{ "0", OK, 0 },
+		{ "5", OK, 5 },
+		{ "005", OK, 5 },
+		{ "+1", BAD, 0 },
+		{ "-1", BAD, 0 },
+		{ "-0", BAD, 0 },
+		{ " 5", BAD, 0 },
+		{ " -1", BAD, 0 },
+		{ "\t5", BAD, 0 },
+		{ "5 ", BAD, 0 },
+		{ "5\n", BAD, 0 },
+		{ "0x5", BAD, 0 },
+		{ "1e3", BAD, 0 },
+		{ "5.0", BAD, 0 },
+		{ "five", BAD, 0 },
+		{ "18446744073709551616", BAD, 0 },	/* 2^64 */
+		{ "99999999999999999999999", BAD, 0 },
+		{ "18446744073709551615", LARGE, 0 },	/* 2^64 - 1 */
+		{ "65537", LARGE, 0 },			/* HTTP_MAX_BODY + 1 */
+	};
+	const char		*params[] = { "CONTENT_LENGTH", NULL, NULL };
+	struct fake		 f = { .params = params };
+	struct http_request	 req;
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(t); i++) {
+		params[0] = t[i].cl != NULL ? "CONTENT_LENGTH" : NULL;
+		params[1] = t[i].cl;
+		f.body = "hello, world";
+		f.bodylen = strlen(f.body);
+		f.reads = 0;
+		if (parse_fake(&f, &req) != (t[i].want == OK ? 0 : -1) ||
+		    req.bad_length != (t[i].want == BAD) ||
+		    req.body_too_large != (t[i].want == LARGE))
+			fail_msg("CONTENT_LENGTH \"%s\": bad_length %d, "
+			    "body_too_large %d", t[i].cl ? t[i].cl : "(absent)",
+			    req.bad_length, req.body_too_large);
+		if (t[i].want == LARGE)
+			assert_int_equal(req.content_length, HTTP_MAX_BODY + 1);
+		else
+			assert_int_equal(req.content_length, t[i].len);
+		assert_int_equal(req.body.len, t[i].len);
+		if (t[i].want != OK || t[i].len == 0)
+			assert_int_equal(f.reads, 0);	/* nothing read */
+		http_request_free(&req);
+	}
+}
+
+/* A body of exactly HTTP_MAX_BODY is read whole, in pieces. */
+static void
+test_parse_body_at_cap(void **state)
+{
+	static char		 body[HTTP_MAX_BODY + 1];
+	char			 cl[16];
+	const char		*params[] = { "CONTENT_LENGTH", cl, NULL };
+	struct fake		 f = { .params = params, .body = body,
+				    .bodylen = sizeof(body), .piece = 1000 };
+	struct http_request	 req;
+
+	(void)state;
+	memset(body, 'x', sizeof(body));
+	snprintf(cl, sizeof(cl), "%d", HTTP_MAX_BODY);
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_int_equal(req.content_length, HTTP_MAX_BODY);
+	assert_int_equal(req.body.len, HTTP_MAX_BODY);
+	assert_int_equal(f.bodylen, 1);		/* the byte past the length stays */
+	assert_int_equal(f.reads, (HTTP_MAX_BODY + 999) / 1000);
+	http_request_free(&req);
+}
+
+static void
+test_parse_short_read(void **state)
+{
+	const char		*params[] = { "CONTENT_LENGTH", "10", NULL };
+	struct fake		 f = { .params = params };
+	struct http_request	 req;
+
+	(void)state;
+	/* Fewer bytes than promised, then 0 (the client went away). */
+	f.body = "hello";
+	f.bodylen = 5;
+	f.piece = 2;
+	assert_int_equal(parse_fake(&f, &req), -1);
+	assert_true(req.bad_length);
+	assert_false(req.body_too_large);
+	assert_int_equal(req.content_length, 10);
+	assert_int_equal(f.reads, 4);		/* 2, 2, 1, then 0 */
+	assert_int_equal(req.body.len, 5);
+	http_request_free(&req);
+
+	/* The same promise kept in small pieces. */
+	f.body = "0123456789";
+	f.bodylen = 10;
+	f.piece = 3;
+	f.reads = 0;
+	assert_int_equal(parse_fake(&f, &req), 0);
+	assert_string_equal(req.body.data, "0123456789");
+	assert_int_equal(f.reads, 4);
+	http_request_free(&req);
+
+	/* A read error, and a reader claiming more than it was asked for. */
+	f.fail = -1;
+	assert_int_equal(parse_fake(&f, &req), -1);
+	assert_true(req.bad_length);
+	http_request_free(&req);
+	f.fail = 11;
+	assert_int_equal(parse_fake(&f, &req), -1);
+	assert_true(req.bad_length);
+	assert_int_equal(req.body.len, 0);
+	http_request_free(&req);
+}
+
 /* ---- buf ---- */
 
 static void
@@ -454,6 +758,13 @@ main(void)
 		cmocka_unit_test(test_add_header_full),
 		cmocka_unit_test(test_status_text),
 		cmocka_unit_test(test_request_init),
+		cmocka_unit_test(test_parse_fields),
+		cmocka_unit_test(test_parse_path_fallback),
+		cmocka_unit_test(test_parse_too_long),
+		cmocka_unit_test(test_parse_request_id),
+		cmocka_unit_test(test_parse_content_length),
+		cmocka_unit_test(test_parse_body_at_cap),
+		cmocka_unit_test(test_parse_short_read),
 		cmocka_unit_test(test_buf_append_bounded),
 		cmocka_unit_test(test_buf_huge_append),
 		cmocka_unit_test(test_buf_grows),

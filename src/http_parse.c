@@ -1,0 +1,143 @@
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "http_parse.h"
+
+#define READ_CHUNK	8192
+
+/* Copies parameter name into dst; sets req->too_long when it does not fit. */
+static void
+parse_field(struct http_request *req, http_param_fn *param_fn, void *arg,
+    const char *name, char *dst, size_t dstlen)
+{
+	const char	*v = param_fn(name, arg);
+	size_t		 len;
+
+	dst[0] = '\0';
+	if (v == NULL)
+		return;
+	len = strlen(v);
+	if (len >= dstlen) {
+		req->too_long = true;
+		return;
+	}
+	memcpy(dst, v, len + 1);
+}
+
+static void
+parse_path(struct http_request *req, http_param_fn *param_fn,
+    void *arg)
+{
+	const char	*uri = param_fn("REQUEST_URI", arg);
+	size_t		 len;
+
+	if (uri == NULL)
+		uri = param_fn("SCRIPT_NAME", arg);
+	if (uri == NULL)
+		uri = "/";
+	len = strcspn(uri, "?");
+	if (len >= sizeof(req->path)) {
+		req->too_long = true;
+		len = 0;
+	}
+	memcpy(req->path, uri, len);
+	req->path[len] = '\0';
+}
+
+/* An insane caller id is replaced, not an error. */
+static void
+parse_request_id(struct http_request *req, http_param_fn *param_fn,
+    void *arg)
+{
+	const char	*given = param_fn("HTTP_X_REQUEST_ID", arg);
+	unsigned char	 raw[16];
+
+	if (given != NULL && http_request_id_ok(given)) {
+		snprintf(req->request_id, sizeof(req->request_id), "%s", given);
+		return;
+	}
+	if (crypto_random(raw, sizeof(raw)) == -1)
+		memset(raw, 0, sizeof(raw));
+	crypto_hex(raw, sizeof(raw), req->request_id);
+}
+
+/*
+ * Parses a CONTENT_LENGTH: one or more ASCII digits and nothing else (no
+ * sign, no white space), at most ULLONG_MAX. 0 and *n set, or -1.
+ */
+static int
+parse_length(const char *s, unsigned long long *n)
+{
+	unsigned long long	 v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned int d = (unsigned char)*s - '0';
+
+		if (d > 9 || v > (ULLONG_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*n = v;
+	return 0;
+}
+
+/* Reads the body, bounded by HTTP_MAX_BODY. */
+static void
+parse_body(struct http_request *req, http_param_fn *param_fn,
+    http_read_fn *read_fn, void *arg)
+{
+	const char		*cl = param_fn("CONTENT_LENGTH", arg);
+	char			 chunk[READ_CHUNK];
+	unsigned long long	 n;
+	size_t			 left;
+
+	if (cl == NULL || *cl == '\0')
+		return;
+	if (parse_length(cl, &n) == -1) {
+		req->bad_length = true;
+		return;
+	}
+	if (n > HTTP_MAX_BODY) {
+		req->body_too_large = true;
+		req->content_length = HTTP_MAX_BODY + 1;
+		return;
+	}
+	req->content_length = (size_t)n;
+	for (left = (size_t)n; left > 0;) {
+		size_t	 want = left < READ_CHUNK ? left : READ_CHUNK;
+		long	 got = read_fn(chunk, want, arg);
+
+		if (got <= 0 || (size_t)got > want ||
+		    buf_append(&req->body, chunk, (size_t)got) == -1) {
+			req->bad_length = true;
+			return;
+		}
+		left -= (size_t)got;
+	}
+}
+
+int
+http_request_parse(struct http_request *req, http_param_fn *param_fn,
+    http_read_fn *read_fn, void *arg)
+{
+	parse_field(req, param_fn, arg, "REQUEST_METHOD", req->method,
+	    sizeof(req->method));
+	parse_path(req, param_fn, arg);
+	parse_field(req, param_fn, arg, "QUERY_STRING", req->query,
+	    sizeof(req->query));
+	parse_field(req, param_fn, arg, "CONTENT_TYPE", req->content_type,
+	    sizeof(req->content_type));
+	parse_field(req, param_fn, arg, "HTTP_AUTHORIZATION",
+	    req->authorization, sizeof(req->authorization));
+	parse_field(req, param_fn, arg, "HTTP_ACCEPT", req->accept,
+	    sizeof(req->accept));
+	parse_field(req, param_fn, arg, "HTTP_ORIGIN", req->origin,
+	    sizeof(req->origin));
+	parse_request_id(req, param_fn, arg);
+	parse_body(req, param_fn, read_fn, arg);
+	return req->too_long || req->bad_length || req->body_too_large ? -1 : 0;
+}
