@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "lifecycle.h"
 #include "crypto.h"
 #include "db.h"
 #include "keyring.h"
@@ -247,175 +248,43 @@ answer_callback(struct ctx *c, const struct oauth_state *st,
 	buf_free(&loc);
 }
 
-/* Records a callback event; returns the db_rc of the insert. */
-static int
-audit_callback(struct ctx *c, const struct oauth_state *st, const char *action,
-    const char *reason, const char *sf_org_id, const char *previous)
-{
-	cJSON	*o = cJSON_CreateObject();
-	char	 detail[512];
-	int	 rc = DB_ERROR;
-
-	if (reason != NULL)
-		cJSON_AddStringToObject(o, "reason", reason);
-	if (sf_org_id != NULL && *sf_org_id != '\0')
-		cJSON_AddStringToObject(o, "salesforce_org_id", sf_org_id);
-	if (previous != NULL && *previous != '\0' &&
-	    (sf_org_id == NULL || strcmp(previous, sf_org_id) != 0))
-		cJSON_AddStringToObject(o, "replaced_salesforce_org_id", previous);
-	cJSON_AddStringToObject(o, "login_host", st->login_host);
-	if (cJSON_PrintPreallocated(o, detail, sizeof(detail), 0))
-		rc = db_audit_add(c->app->db, st->org_id, st->actor, action,
-		    detail);
-	cJSON_Delete(o);
-	log_info(action, "org %lld: %s", st->org_id, reason ? reason :
-	    sf_org_id ? sf_org_id : "");
-	return rc;
-}
-
-/* Best-effort revoke of a sealed refresh token; true when it is dead now. */
-static bool
-revoke_sealed(struct ctx *c, long long org_id, const char *login_host,
-    const char *sealed)
-{
-	struct sf_error	 err;
-	char		 aad[128], *token;
-	bool		 revoked;
-
-	if (sealed == NULL)
-		return false;
-	sealed_aad(aad, sizeof(aad), org_id, "refresh_token");
-	if ((token = keyring_open(c->app->keyring, aad, sealed)) == NULL)
-		return false;
-	revoked = sf_revoke(c->app->sf, login_host, token, &err) == 0;
-	if (!revoked)
-		log_warn("revoke_failed", "org %lld: %s", org_id, err.code);
-	secret_free(token);
-	return revoked;
-}
-
-/*
- * Stores the new connection if the org rules allow it. On success
- * *old_refresh gets the replaced sealed refresh token (caller frees) and
- * *old_login_host its host.
- */
+/* Fills out from a failed lc_connect. */
 static void
-store_connection(struct ctx *c, const struct oauth_state *st,
-    const struct sf_token *tok, const struct sf_identity *id,
-    struct outcome *out, char **old_refresh, char *old_host, size_t old_hostlen)
+connect_failed(struct outcome *out, enum lc_connect_rc lrc,
+    const struct sf_error *err)
 {
-	struct integration	 integ = { .org_id = 0 };
-	struct connection	 conn;
-	char			 aad[128], *access_enc = NULL, *refresh_enc = NULL;
-	int			 rc, locked = 0;
-
-	sealed_aad(aad, sizeof(aad), st->org_id, "access_token");
-	access_enc = keyring_seal(c->app->keyring, aad, tok->access_token);
-	sealed_aad(aad, sizeof(aad), st->org_id, "refresh_token");
-	refresh_enc = keyring_seal(c->app->keyring, aad, tok->refresh_token);
-	if (access_enc == NULL || refresh_enc == NULL) {
-		fail(out, 500, "internal", "internal", "could not seal the tokens");
-		goto out;
-	}
-	locked = 1;
-	if ((rc = db_begin(c->app->db)) != DB_OK ||
-	    (rc = db_integration_lock(c->app->db, st->org_id,
-	    c->app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK) {
-		fail(out, 503, "service_unavailable", "service_unavailable",
-		    "the database is unavailable");
-		goto out;
-	}
-	if (integ.status != INTEG_DISCONNECTED &&
-	    strcmp(integ.sf_org_id, id->org_id) != 0 && !st->allow_org_change) {
-		fail(out, 409, "conflict", "org_mismatch", "this Salesforce org "
-		    "is not the "
-		    "connected one; connect again with allow_org_change to "
-		    "switch orgs, or remove the integration first");
-		goto out;
-	}
-	conn = (struct connection){
-		.sf_org_id = id->org_id, .sf_user_id = id->user_id,
-		.username = id->username, .display_name = id->display_name,
-		.instance_url = tok->instance_url,
-		.environment = st->environment, .login_host = st->login_host,
-		.access_enc = access_enc, .refresh_enc = refresh_enc,
-		.connected_by = st->actor, .issued_at_ms = tok->issued_at_ms,
-	};
-	if ((rc = db_integration_connect(c->app->db, st->org_id, &conn)) != DB_OK ||
-	    audit_callback(c, st, "connected", NULL, id->org_id,
-	    integ.sf_org_id) != DB_OK || (rc = db_commit(c->app->db)) != DB_OK) {
-		fail(out, 503, "service_unavailable", "service_unavailable",
-		    "the database is unavailable");
-		goto out;
-	}
-	locked = 0;
-	out->ok = true;
-	snprintf(out->org_id, sizeof(out->org_id), "%s", id->org_id);
-	*old_refresh = integ.refresh_token_enc;
-	integ.refresh_token_enc = NULL;
-	snprintf(old_host, old_hostlen, "%s", integ.login_host);
-out:
-	if (locked)
-		db_rollback(c->app->db);
-	db_integration_clear(&integ);
-	free(access_enc);
-	free(refresh_enc);
-}
-
-/* Exchanges the code, checks the identity and stores; fills out. */
-static void
-complete_connect(struct ctx *c, const struct oauth_state *st, const char *code,
-    struct outcome *out)
-{
-	struct sf_token		 tok = { .access_token = NULL };
-	struct sf_identity	 id;
-	struct sf_error		 err;
-	char			 aad[128], *verifier = NULL;
-	char			*old_refresh = NULL, old_host[256] = "";
-
-	snprintf(aad, sizeof(aad), "state:%s:verifier", st->state_hash);
-	if ((verifier = keyring_open(c->app->keyring, aad, st->verifier_enc)) == NULL) {
-		fail(out, 500, "internal", "internal", "the state could not be "
-		    "opened");
-		goto out;
-	}
-	if (sf_exchange_code(c->app->sf, st->login_host, code, verifier, &tok,
-	    &err) == -1) {
-		fail_sf(out, &err);
-		goto out;
-	}
-	if (tok.refresh_token == NULL) {
+	switch (lrc) {
+	case LCC_SALESFORCE:
+		fail_sf(out, err);
+		break;
+	case LCC_NO_REFRESH_TOKEN:
 		fail(out, 502, "salesforce_error", "no_refresh_token",
-		    "Salesforce issued no refresh "
-		    "token: the app's OAuth scopes must include refresh_token "
-		    "(offline_access)");
-		goto revoke;
-	}
-	if (sf_identity(c->app->sf, &tok, &id, &err) == -1) {
-		fail_sf(out, &err);
-		goto revoke;
-	}
-	if (!id.active) {
+		    "Salesforce issued no refresh token: the app's OAuth scopes "
+		    "must include refresh_token (offline_access)");
+		break;
+	case LCC_INACTIVE_USER:
 		fail(out, 502, "salesforce_error", "inactive_user",
 		    "the Salesforce user is not active");
-		goto revoke;
+		break;
+	case LCC_ORG_MISMATCH:
+		fail(out, 409, "conflict", "org_mismatch", "this Salesforce org "
+		    "is not the connected one; connect again with "
+		    "allow_org_change to switch orgs, or remove the integration "
+		    "first");
+		break;
+	case LCC_DB_UNAVAILABLE:
+		fail(out, 503, "service_unavailable", "service_unavailable",
+		    "the database is unavailable");
+		break;
+	case LCC_STATE_UNREADABLE:
+		fail(out, 500, "internal", "internal", "the state could not be "
+		    "opened");
+		break;
+	case LCC_OK:
+	case LCC_INTERNAL:
+		fail(out, 500, "internal", "internal", "could not seal the tokens");
+		break;
 	}
-	store_connection(c, st, &tok, &id, out, &old_refresh, old_host,
-	    sizeof(old_host));
-	if (out->ok) {
-		/* Salesforce keeps five approvals per user and app: free one. */
-		revoke_sealed(c, st->org_id, old_host, old_refresh);
-		goto out;
-	}
-revoke:
-	if (sf_revoke(c->app->sf, st->login_host, tok.refresh_token ?
-	    tok.refresh_token : tok.access_token, &err) == -1)
-		log_warn("revoke_failed", "could not revoke the unused tokens: %s",
-		    err.code);
-out:
-	secret_free(verifier);
-	free(old_refresh);
-	sf_token_clear(&tok);
 }
 
 void
@@ -425,6 +294,8 @@ h_callback(struct ctx *c)
 	char			 state_hash[65];
 	struct oauth_state	 st;
 	struct outcome		 out = { .ok = false };
+	struct sf_error		 err;
+	enum lc_connect_rc	 lrc;
 	int			 rc, has_state, has_code, has_error;
 
 	has_state = http_query_param(c->req->query, "state", state, sizeof(state));
@@ -454,72 +325,38 @@ h_callback(struct ctx *c)
 		fail(&out, 400, "bad_request",
 		    has_error == 1 ? error : "invalid_request",
 		    desc[0] ? desc : "Salesforce did not authorize the connection");
-		audit_callback(c, &st, strcmp(out.reason, "access_denied") == 0 ?
-		    "connect_denied" : "connect_failed", out.reason, NULL, NULL);
-	} else {
-		complete_connect(c, &st, code, &out);
-		if (!out.ok)
-			audit_callback(c, &st, "connect_failed", out.reason,
-			    NULL, NULL);
-	}
+		lc_audit_connect(c->app, &st, strcmp(out.reason,
+		    "access_denied") == 0 ? "connect_denied" : "connect_failed",
+		    out.reason, NULL, NULL);
+	} else if ((lrc = lc_connect(c->app, &st, code, out.org_id,
+	    &err)) != LCC_OK) {
+		connect_failed(&out, lrc, &err);
+		lc_audit_connect(c->app, &st, "connect_failed", out.reason, NULL,
+		    NULL);
+	} else
+		out.ok = true;
 	answer_callback(c, &st, &out);
 	db_state_clear(&st);
-}
-
-/*
- * Under the org's row lock: revokes the refresh token (best effort), clears
- * the row and audits, in one transaction. A concurrent refresh cannot slip
- * a rotated token in between, and two removals audit once.
- */
-static int
-disconnect_locked(struct ctx *c, bool *revoked)
-{
-	struct integration	 integ = { .org_id = 0 };
-	char			 actor[160], *detail = NULL;
-	cJSON			*o;
-	int			 rc;
-
-	*revoked = false;
-	if ((rc = db_begin(c->app->db)) != DB_OK ||
-	    (rc = db_integration_lock(c->app->db, c->org.id,
-	    c->app->cfg->refresh_lock_timeout_ms, &integ)) != DB_OK)
-		goto out;
-	if (integ.status == INTEG_DISCONNECTED) {
-		rc = DB_OK;
-		goto out;
-	}
-	*revoked = revoke_sealed(c, integ.org_id, integ.login_host,
-	    integ.refresh_token_enc);
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "salesforce_org_id", integ.sf_org_id);
-	cJSON_AddBoolToObject(o, "revoked", *revoked);
-	detail = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (detail == NULL) {
-		rc = DB_ERROR;
-		goto out;
-	}
-	if ((rc = db_integration_disconnect(c->app->db, c->org.id)) == DB_OK &&
-	    (rc = db_audit_add(c->app->db, c->org.id, api_actor(c, actor,
-	    sizeof(actor)), "disconnected", detail)) == DB_OK)
-		rc = db_commit(c->app->db);
-out:
-	db_rollback(c->app->db);
-	db_integration_clear(&integ);
-	free(detail);
-	return rc;
 }
 
 void
 h_disconnect(struct ctx *c)
 {
 	struct integration	 integ;
+	char			 actor[160];
 	bool			 revoked;
+	enum lc_rc		 lrc;
 	cJSON			*o;
 	int			 rc;
 
-	if ((rc = disconnect_locked(c, &revoked)) != DB_OK ||
-	    (rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK) {
+	lrc = lc_disconnect(c->app, c->org.id, api_actor(c, actor,
+	    sizeof(actor)), &revoked);
+	if (lrc != LC_OK) {
+		api_db_error(c, lrc == LC_DB_UNAVAILABLE ? DB_UNAVAILABLE :
+		    DB_ERROR);
+		return;
+	}
+	if ((rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK) {
 		api_db_error(c, rc);
 		return;
 	}

@@ -392,3 +392,14 @@ out:
 	OPENSSL_cleanse(mac, sizeof(mac));
 	return rc;
 }
+
+void
+crypto_fingerprint(const char *secret, char out[17])
+{
+	char	 hex[65];
+
+	crypto_sha256_hex(secret, strlen(secret), hex);
+	memcpy(out, hex, 16);
+	out[16] = '\0';
+	OPENSSL_cleanse(hex, sizeof(hex));
+}

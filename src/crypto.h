@@ -31,6 +31,11 @@ void	crypto_sha256_hex(const void *data, size_t len, char out[65]);
 int	crypto_hmac_sha256(const void *key, size_t keylen, const void *data,
 	    size_t len, unsigned char out[32]);
 /* Lower-case hex of n bytes into out, which must hold 2n+1 bytes. */
+/*
+ * The fingerprint of a secret: the first 16 hex digits of its SHA-256, into
+ * out[17]. It identifies a stored token without revealing it.
+ */
+void	crypto_fingerprint(const char *secret, char out[17]);
 void	crypto_hex(const unsigned char *in, size_t n, char *out);
 
 /* Constant-time equality of n bytes: true when equal (n == 0 is equal). */

@@ -29,7 +29,8 @@
 	TS("i.last_refreshed_at") ", " TS("i.last_checked_at") ", " \
 	TXT("i.last_error_kind") ", " TXT("i.last_error_code") ", " \
 	TXT("i.last_error_message") ", " TS("i.last_error_at") ", " \
-	"i.failure_count, " TS("i.next_retry_at") ", " TS("clock_timestamp()")
+	"i.failure_count, " TS("i.next_retry_at") ", " TS("clock_timestamp()") \
+	", " TXT("i.refresh_token_fp")
 
 enum stmt {
 	ST_PING,
@@ -53,6 +54,8 @@ enum stmt {
 	ST_INTEG_CLAIM,
 	ST_INTEG_REFRESHED,
 	ST_INTEG_FAILED,
+	ST_INTEG_ROTATED,
+	ST_INTEG_STAMP,
 	ST_NOW,
 	ST_STATUS_COUNTS,
 	ST_SEALED_ORGS,
@@ -135,7 +138,7 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "sf_org_id = $2, sf_user_id = $3, sf_username = $4, "
 	    "sf_display_name = $5, instance_url = $6, environment = $7, "
 	    "login_host = $8, access_token_enc = $9, refresh_token_enc = $10, "
-	    "token_generation = token_generation + 1, "
+	    "refresh_token_fp = $13, token_generation = token_generation + 1, "
 	    "issued_at = to_timestamp($11::double precision / 1000), "
 	    "connected_at = now(), connected_by = $12, "
 	    "last_refreshed_at = now(), last_checked_at = now(), "
@@ -149,7 +152,8 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "sf_org_id = NULL, sf_user_id = NULL, sf_username = NULL, "
 	    "sf_display_name = NULL, instance_url = NULL, environment = NULL, "
 	    "login_host = NULL, access_token_enc = NULL, "
-	    "refresh_token_enc = NULL, issued_at = NULL, connected_at = NULL, "
+	    "refresh_token_enc = NULL, refresh_token_fp = NULL, "
+	    "issued_at = NULL, connected_at = NULL, "
 	    "connected_by = NULL, last_refreshed_at = NULL, "
 	    "last_checked_at = NULL, last_error_kind = NULL, "
 	    "last_error_code = NULL, last_error_message = NULL, "
@@ -174,6 +178,8 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "UPDATE integrations SET status = 'connected', "
 	    "access_token_enc = $2, "
 	    "refresh_token_enc = coalesce($3, refresh_token_enc), "
+	    "refresh_token_fp = CASE WHEN $3 IS NULL THEN refresh_token_fp "
+	    "  ELSE $7 END, "
 	    "instance_url = $4, "
 	    "issued_at = to_timestamp($5::double precision / 1000), "
 	    "token_generation = token_generation + 1, "
@@ -193,6 +199,18 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "next_retry_at = CASE WHEN $2 = 'degraded' THEN clock_timestamp() "
 	    "  + make_interval(secs => $6::double precision) END, "
 	    "updated_at = now() WHERE org_id = $1 AND status <> 'disconnected'",
+	/* A rotated refresh token kept from an answer refused otherwise. */
+	[ST_INTEG_ROTATED] =
+	    "UPDATE integrations SET refresh_token_enc = $2, "
+	    "refresh_token_fp = $3, updated_at = now() "
+	    "WHERE org_id = $1 AND status <> 'disconnected' "
+	    "AND token_generation = $4 RETURNING org_id",
+	/* The last resort when an outcome cannot be written: try again later. */
+	[ST_INTEG_STAMP] =
+	    "UPDATE integrations SET last_checked_at = clock_timestamp(), "
+	    "next_retry_at = clock_timestamp() + make_interval(secs => "
+	    "$2::double precision), updated_at = now() "
+	    "WHERE org_id = $1 AND status <> 'disconnected'",
 	[ST_NOW] = "SELECT extract(epoch from clock_timestamp())::text",
 	[ST_SEALED_ORGS] =
 	    "SELECT org_id FROM integrations WHERE access_token_enc IS NOT NULL "
@@ -812,6 +830,7 @@ load_integration(const PGresult *res, int row, struct integration *integ)
 	integ->failure_count = (int)ll_col(res, row, c++);
 	integ->next_retry_at = (time_t)ll_col(res, row, c++);
 	integ->db_now = (time_t)ll_col(res, row, c++);
+	copy_col(res, row, c++, integ->refresh_fp, sizeof(integ->refresh_fp));
 	if (status_ok == -1) {
 		log_error("db_bad_status", "org %lld: unknown integration status",
 		    integ->org_id);
@@ -1006,14 +1025,15 @@ db_integration_connect(struct db *db, long long org_id,
     const struct connection *c)
 {
 	char		 id[24], issued[24];
-	const char	*params[12] = { id, c->sf_org_id, c->sf_user_id,
+	const char	*params[13] = { id, c->sf_org_id, c->sf_user_id,
 			    c->username, c->display_name, c->instance_url,
 			    c->environment, c->login_host, c->access_enc,
-			    c->refresh_enc, issued, c->connected_by };
+			    c->refresh_enc, issued, c->connected_by,
+			    c->refresh_fp };
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(issued, sizeof(issued), "%lld", c->issued_at_ms);
-	return run_discard(db, ST_INTEG_CONNECT, 12, params);
+	return run_discard(db, ST_INTEG_CONNECT, 13, params);
 }
 
 enum db_rc
@@ -1075,19 +1095,19 @@ db_integration_claim(struct db *db, integ_status_set statuses,
 
 enum db_rc
 db_integration_refreshed(struct db *db, long long org_id,
-    const char *access_enc, const char *refresh_enc, const char *instance_url,
-    long long issued_at_ms, long long *generation)
+    const char *access_enc, const char *refresh_enc, const char *refresh_fp,
+    const char *instance_url, long long issued_at_ms, long long *generation)
 {
 	char		 id[24], issued[24], expected[24];
-	const char	*params[6] = { id, access_enc, refresh_enc, instance_url,
-			    issued, expected };
+	const char	*params[7] = { id, access_enc, refresh_enc, instance_url,
+			    issued, expected, refresh_fp };
 	PGresult	*res;
 	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(issued, sizeof(issued), "%lld", issued_at_ms);
 	snprintf(expected, sizeof(expected), "%lld", *generation);
-	if ((rc = run(db, ST_INTEG_REFRESHED, 6, params, &res)) != DB_OK)
+	if ((rc = run(db, ST_INTEG_REFRESHED, 7, params, &res)) != DB_OK)
 		return rc;
 	if (PQntuples(res) != 1)
 		rc = DB_NOTFOUND;
@@ -1109,6 +1129,47 @@ db_integration_failed(struct db *db, long long org_id,
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(retry, sizeof(retry), "%.3f", retry_s);
 	return run_discard(db, ST_INTEG_FAILED, 6, params);
+}
+
+enum db_rc
+db_integration_rotated(struct db *db, long long org_id, const char *refresh_enc,
+    const char *refresh_fp, long long generation)
+{
+	char		 id[24], expected[24];
+	const char	*params[4] = { id, refresh_enc, refresh_fp, expected };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	snprintf(expected, sizeof(expected), "%lld", generation);
+	if ((rc = run(db, ST_INTEG_ROTATED, 4, params, &res)) != DB_OK)
+		return rc;
+	rc = PQntuples(res) == 1 ? DB_OK : DB_NOTFOUND;
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_integration_stamp(struct db *db, long long org_id, double retry_s)
+{
+	char		 id[24], retry[32];
+	const char	*params[2] = { id, retry };
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	snprintf(retry, sizeof(retry), "%.3f", retry_s);
+	return run_discard(db, ST_INTEG_STAMP, 2, params);
+}
+
+enum db_rc
+db_savepoint(struct db *db)
+{
+	return exec_simple(db, "SAVEPOINT sfc_row");
+}
+
+enum db_rc
+db_rollback_savepoint(struct db *db)
+{
+	return exec_simple(db, "ROLLBACK TO SAVEPOINT sfc_row");
 }
 
 enum db_rc

@@ -89,7 +89,7 @@ enum db_rc	 db_integration_lock(struct db *db, long long org_id,
 struct connection {
 	const char	*sf_org_id, *sf_user_id, *username, *display_name;
 	const char	*instance_url, *environment, *login_host;
-	const char	*access_enc, *refresh_enc, *connected_by;
+	const char	*access_enc, *refresh_enc, *refresh_fp, *connected_by;
 	long long	 issued_at_ms;
 };
 /* Status connected with c; keeps the replaced OrgID as previous when it changes. */
@@ -117,6 +117,7 @@ enum db_rc	 db_integration_claim(struct db *db, integ_status_set statuses,
  */
 enum db_rc	 db_integration_refreshed(struct db *db, long long org_id,
 		    const char *access_enc, const char *refresh_enc,
+		    const char *refresh_fp,
 		    const char *instance_url, long long issued_at_ms,
 		    long long *generation);
 /* A failed refresh: status degraded (retry after retry_s) or invalid. */
@@ -151,6 +152,21 @@ enum db_rc	 db_sealed_orgs(struct db *db,
 /* Replaces the sealed tokens (same plaintexts, new key); row locked by the caller. */
 enum db_rc	 db_integration_reseal(struct db *db, long long org_id,
 		    const char *access_enc, const char *refresh_enc);
+
+/*
+ * Inside the row lock: stores a rotated refresh token (sealed, with its
+ * fingerprint) while the stored generation is still generation (else
+ * DB_NOTFOUND); the access token stays.
+ */
+enum db_rc	 db_integration_rotated(struct db *db, long long org_id,
+		    const char *refresh_enc, const char *refresh_fp,
+		    long long generation);
+/* Marks integ checked now, due again after retry_s, changing nothing else. */
+enum db_rc	 db_integration_stamp(struct db *db, long long org_id,
+		    double retry_s);
+/* One savepoint inside a transaction, so one row's failed write spares the rest. */
+enum db_rc	 db_savepoint(struct db *db);
+enum db_rc	 db_rollback_savepoint(struct db *db);
 
 /* Calls fn with the number of integrations in each status. */
 enum db_rc	 db_status_counts(struct db *db,

@@ -53,6 +53,7 @@ struct integration {
 	int		 failure_count;
 	time_t		 next_retry_at;
 	time_t		 db_now;	/* the database's clock when read */
+	char		 refresh_fp[17];	/* crypto_fingerprint; "" = unknown */
 };
 
 #endif

@@ -120,6 +120,16 @@ record_transition(struct app *app, const struct integration *before,
 	return rc;
 }
 
+/* Seals the refresh token of org_id (caller frees); NULL on failure. */
+static char *
+seal_refresh(struct app *app, long long org_id, const char *refresh_token)
+{
+	char	 aad[128];
+
+	sealed_aad(aad, sizeof(aad), org_id, "refresh_token");
+	return keyring_seal(app->keyring, aad, refresh_token);
+}
+
 /*
  * Writes a successful refresh of integ, if its stored generation is still
  * integ->token_generation (DB_NOTFOUND otherwise). *generation gets the new
@@ -129,21 +139,22 @@ static int
 write_refreshed(struct app *app, const struct integration *integ,
     const struct sf_token *tok, long long *generation)
 {
-	char	 aad[128], *access_enc = NULL, *refresh_enc = NULL;
+	char	 aad[128], fp[17] = "", *access_enc = NULL, *refresh_enc = NULL;
 	int	 rc = DB_ERROR;
 
 	sealed_aad(aad, sizeof(aad), integ->org_id, "access_token");
 	if ((access_enc = keyring_seal(app->keyring, aad, tok->access_token)) == NULL)
 		goto out;
 	if (tok->refresh_token != NULL) {
-		sealed_aad(aad, sizeof(aad), integ->org_id, "refresh_token");
-		if ((refresh_enc = keyring_seal(app->keyring, aad,
+		if ((refresh_enc = seal_refresh(app, integ->org_id,
 		    tok->refresh_token)) == NULL)
 			goto out;
+		crypto_fingerprint(tok->refresh_token, fp);
 	}
 	*generation = integ->token_generation;
 	rc = db_integration_refreshed(app->db, integ->org_id, access_enc,
-	    refresh_enc, tok->instance_url, tok->issued_at_ms, generation);
+	    refresh_enc, refresh_enc ? fp : NULL, tok->instance_url,
+	    tok->issued_at_ms, generation);
 out:
 	free(access_enc);
 	free(refresh_enc);
@@ -151,45 +162,26 @@ out:
 }
 
 /*
- * Salesforce rotated the refresh token but the write failed: the old one
- * is dead, so write the new one again, outside the failed transaction,
- * while it is still in memory. If the row was reconnected meanwhile, the
- * rotated token belongs to a replaced grant: revoke it instead.
+ * A refresh answer that Salesforce sent with a rotated refresh token but
+ * that we refused (a bad signature, a host not allowed): the old token is
+ * dead all the same, so the new one is stored. A db_rc.
  */
 static int
-save_rotated(struct app *app, const struct integration *integ,
-    const struct sf_token *tok, long long *generation)
+write_rotated_only(struct app *app, const struct integration *integ,
+    const char *refresh_token)
 {
-	struct sf_error	 err;
-	useconds_t	 pause = 200 * 1000;
-	int		 rc = DB_ERROR;
+	char	 fp[17], *refresh_enc;
+	int	 rc;
 
-	for (int attempt = 1; attempt <= ROTATED_WRITE_TRIES; attempt++) {
-		db_rollback(app->db);
-		usleep(pause);
-		if (pause < 3200 * 1000)
-			pause *= 2;
-		if (db_ensure(app->db) != DB_OK)
-			continue;
-		if ((rc = db_begin(app->db)) == DB_OK &&
-		    (rc = write_refreshed(app, integ, tok, generation)) == DB_OK &&
-		    (rc = db_commit(app->db)) == DB_OK) {
-			log_warn("rotated_token_saved", "org %s: rotated refresh "
-			    "token stored on attempt %d", integ->org_slug, attempt);
-			return DB_OK;
-		}
-		if (rc == DB_NOTFOUND) {
-			db_rollback(app->db);
-			log_warn("rotated_token_orphaned", "org %s: reconnected "
-			    "meanwhile; revoking the rotated token", integ->org_slug);
-			(void)sf_revoke(app->sf, integ->login_host,
-			    tok->refresh_token, &err);
-			return DB_NOTFOUND;
-		}
-	}
-	db_rollback(app->db);
-	log_error("rotated_token_lost", "org %s: could not store the rotated "
-	    "refresh token", integ->org_slug);
+	if ((refresh_enc = seal_refresh(app, integ->org_id, refresh_token)) == NULL)
+		return DB_ERROR;
+	crypto_fingerprint(refresh_token, fp);
+	rc = db_integration_rotated(app->db, integ->org_id, refresh_enc, fp,
+	    integ->token_generation);
+	free(refresh_enc);
+	if (rc == DB_OK)
+		log_warn("rotated_token_kept", "org %s: kept the rotated refresh "
+		    "token of a refused answer", integ->org_slug);
 	return rc;
 }
 
@@ -232,6 +224,14 @@ apply_outcome(struct app *app, const struct integration *integ,
 		return DB_OK;
 	}
 	next = failure_status(&job->err, &kind);
+	if (job->token.refresh_token != NULL) {
+		/* A refused answer rotated the token: never invalid by our doing. */
+		next = INTEG_DEGRADED;
+		kind = "transient";
+		if ((rc = write_rotated_only(app, integ,
+		    job->token.refresh_token)) != DB_OK)
+			return rc;
+	}
 	if ((rc = db_integration_failed(app->db, integ->org_id, next, kind,
 	    job->err.code, job->err.message,
 	    backoff_s(integ->failure_count))) != DB_OK ||
@@ -239,6 +239,87 @@ apply_outcome(struct app *app, const struct integration *integ,
 		return rc;
 	*status = next;
 	return DB_OK;
+}
+
+/*
+ * Salesforce rotated integ's refresh token, but the transaction that wrote
+ * the outcome failed, perhaps after its COMMIT reached the server. Looks
+ * again under the row lock, as often as the save budget allows, until it
+ * knows: the row holds the new token (its fingerprint: the write landed);
+ * the row still holds integ's generation (it did not: write it again);
+ * the row holds another grant (reconnected or removed meanwhile: the new
+ * token is provably not stored, so it is revoked); or the same grant was
+ * refreshed again since (the new token was stored, then superseded).
+ * A db_rc; DB_NOTFOUND when the token was not ours to keep.
+ */
+static int
+save_rotated(struct app *app, const struct integration *integ,
+    const struct sf_refresh_job *job, const char *actor,
+    enum integ_status *status, long long *generation)
+{
+	struct integration	 now = { .org_id = 0 };
+	struct sf_error		 err;
+	struct timespec		 t0, t;
+	useconds_t		 pause = 100 * 1000;
+	char			 fp[17];
+	int			 rc = DB_ERROR, attempt = 0;
+
+	crypto_fingerprint(job->token.refresh_token, fp);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		db_rollback(app->db);
+		db_integration_clear(&now);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 +
+		    (t.tv_nsec - t0.tv_nsec) / 1000000 > LC_SAVE_BUDGET_MS)
+			break;
+		usleep(pause);
+		if (pause < 1600 * 1000)
+			pause *= 2;
+		attempt++;
+		if (db_ensure(app->db) != DB_OK || db_begin(app->db) != DB_OK ||
+		    (rc = db_integration_lock(app->db, integ->org_id,
+		    app->cfg->refresh_lock_timeout_ms, &now)) != DB_OK)
+			continue;
+		if (strcmp(now.refresh_fp, fp) == 0) {
+			*status = now.status;
+			*generation = now.token_generation;
+			log_warn("rotated_token_saved", "org %s: the rotated "
+			    "refresh token is stored (seen on look %d)",
+			    integ->org_slug, attempt);
+			rc = DB_OK;
+			goto out;
+		}
+		if (now.status == INTEG_DISCONNECTED ||
+		    now.connected_at != integ->connected_at) {
+			log_warn("rotated_token_orphaned", "org %s: reconnected "
+			    "or removed meanwhile; revoking the rotated token",
+			    integ->org_slug);
+			db_rollback(app->db);
+			(void)sf_revoke(app->sf, integ->login_host,
+			    job->token.refresh_token, &err);
+			rc = DB_NOTFOUND;
+			goto out;
+		}
+		if (now.token_generation != integ->token_generation) {
+			rc = DB_OK;	/* stored, then rotated again by another */
+			goto out;
+		}
+		if ((rc = apply_outcome(app, integ, job, actor, status,
+		    generation)) == DB_OK && (rc = db_commit(app->db)) == DB_OK) {
+			log_warn("rotated_token_saved", "org %s: rotated refresh "
+			    "token stored on attempt %d", integ->org_slug, attempt);
+			goto out;
+		}
+	}
+	log_error("rotated_token_unsaved", "org %s: could not store the "
+	    "rotated refresh token within %d ms", integ->org_slug,
+	    LC_SAVE_BUDGET_MS);
+	rc = DB_UNAVAILABLE;
+out:
+	db_rollback(app->db);
+	db_integration_clear(&now);
+	return rc;
 }
 
 /* "token request is already being processed": the one transient invalid_grant. */
@@ -323,8 +404,8 @@ refresh_locked(struct app *app, const struct integration *integ,
 	rc = apply_outcome(app, integ, job, actor, status, generation);
 	if (rc == DB_OK)
 		rc = db_commit(app->db);
-	if (rc != DB_OK && job->rc == 0 && job->token.refresh_token != NULL)
-		rc = save_rotated(app, integ, &job->token, generation);
+	if (rc != DB_OK && job->token.refresh_token != NULL)
+		rc = save_rotated(app, integ, job, actor, status, generation);
 	db_rollback(app->db);
 	secret_free(refresh);
 	job->refresh_token = NULL;
@@ -510,6 +591,64 @@ batch_free(struct batch *b)
 	free(b->status);
 }
 
+/*
+ * Runs again, all at once after one pause, the refreshes of b that met
+ * "token request is already being processed", so the batch's row locks
+ * are held for one retry, not one per org.
+ */
+static void
+retry_processing(struct app *app, struct batch *b, int limit)
+{
+	int	 n = 0;
+
+	for (int i = 0; i < b->n; i++) {
+		if (already_processing(&b->jobs[i])) {
+			sf_token_clear(&b->jobs[i].token);
+			n++;
+		} else
+			b->jobs[i].refresh_token = NULL;	/* skipped */
+	}
+	if (n > 0) {
+		usleep(500 * 1000);
+		sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
+	}
+	for (int i = 0; i < b->n; i++)
+		b->jobs[i].refresh_token = b->refresh[i];
+}
+
+/*
+ * Writes the outcome of row i of b under a savepoint: a write that fails
+ * for this row alone (not the connection) is undone, the row is only
+ * marked checked (keeping a rotated refresh token), and the batch goes on.
+ * A db_rc that stops the batch.
+ */
+static int
+write_row(struct app *app, struct batch *b, int i, const char *actor,
+    long long *generation)
+{
+	struct integration	*row = &b->rows[i];
+	int			 rc;
+
+	if ((rc = db_savepoint(app->db)) != DB_OK)
+		return rc;
+	rc = apply_outcome(app, row, &b->jobs[i], actor, &b->status[i],
+	    generation);
+	if (rc == DB_OK || rc == DB_UNAVAILABLE)
+		return rc;
+	log_error("check_write_failed", "org %s: the outcome of its check "
+	    "could not be stored (%s); checking the others", row->org_slug,
+	    b->jobs[i].rc == 0 ? "ok" : b->jobs[i].err.code);
+	if ((rc = db_rollback_savepoint(app->db)) != DB_OK)
+		return rc;
+	b->status[i] = row->status;
+	if (b->jobs[i].token.refresh_token != NULL &&
+	    (rc = write_rotated_only(app, row,
+	    b->jobs[i].token.refresh_token)) != DB_OK)
+		return rc;
+	return db_integration_stamp(app->db, row->org_id,
+	    backoff_s(row->failure_count));
+}
+
 /* Refreshes the claimed rows of b concurrently and writes each outcome. */
 static int
 refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
@@ -527,23 +666,19 @@ refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
 			    "token cannot be decrypted with the configured keys");
 	}
 	sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
+	retry_processing(app, b, limit);
 	for (int i = 0; i < b->n; i++) {
-		if (already_processing(&b->jobs[i])) {
-			sf_token_clear(&b->jobs[i].token);
-			refresh_one(app, &b->jobs[i]);
-		}
 		b->status[i] = b->rows[i].status;
 		if (rc == DB_OK)
-			rc = apply_outcome(app, &b->rows[i], &b->jobs[i], actor,
-			    &b->status[i], &generation);
+			rc = write_row(app, b, i, actor, &generation);
 	}
 	if (rc == DB_OK)
 		rc = db_commit(app->db);
 	if (rc != DB_OK)
 		for (int i = 0; i < b->n; i++)
-			if (b->jobs[i].rc == 0 && b->jobs[i].token.refresh_token)
-				(void)save_rotated(app, &b->rows[i],
-				    &b->jobs[i].token, &generation);
+			if (b->jobs[i].token.refresh_token != NULL)
+				(void)save_rotated(app, &b->rows[i], &b->jobs[i],
+				    actor, &b->status[i], &generation);
 	return rc;
 }
 

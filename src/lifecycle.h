@@ -38,6 +38,12 @@ struct lc_token {
 #define LC_ROUTINE_CHECK \
 	(INTEG_SET(INTEG_CONNECTED) | INTEG_SET(INTEG_DEGRADED))
 
+/*
+ * How long a process keeps trying to store a rotated refresh token whose
+ * write failed (the stop grace of sfconnectd covers it).
+ */
+#define LC_SAVE_BUDGET_MS	8000
+
 /* Seconds a caller should wait after LC_DB_UNAVAILABLE. */
 #define LC_DB_RETRY_AFTER_S	2
 
@@ -69,5 +75,40 @@ enum lc_rc	lc_check(struct app *app, long long org_id, const char *actor);
 int		lc_check_due(struct app *app, integ_status_set statuses,
 		    long older_than_s, bool due_retries, const char *actor,
 		    struct lc_counts *counts);
+
+/* How a connect ended (lc_connect); the handler maps it to HTTP. */
+enum lc_connect_rc {
+	LCC_OK = 0,
+	LCC_STATE_UNREADABLE,	/* the state's verifier cannot be opened */
+	LCC_SALESFORCE,		/* a Salesforce call failed: err says why */
+	LCC_NO_REFRESH_TOKEN,	/* the app's scopes lack refresh_token */
+	LCC_INACTIVE_USER,	/* the Salesforce user is not active */
+	LCC_ORG_MISMATCH,	/* another Salesforce org than the connected one */
+	LCC_DB_UNAVAILABLE,
+	LCC_INTERNAL,
+};
+
+/*
+ * The callback's work: exchanges code with the state's PKCE verifier,
+ * checks the identity, and stores the sealed tokens with their audit in
+ * one transaction under the row lock; the replaced refresh token is then
+ * revoked, and so are new tokens that are not stored. On LCC_OK sf_org_id
+ * gets the OrgID; on LCC_SALESFORCE err says why.
+ */
+enum lc_connect_rc lc_connect(struct app *app, const struct oauth_state *st,
+		    const char *code, char sf_org_id[19], struct sf_error *err);
+/*
+ * Audits a callback event (action, with an optional reason, OrgID and the
+ * OrgID it replaced). A db_rc.
+ */
+int		lc_audit_connect(struct app *app, const struct oauth_state *st,
+		    const char *action, const char *reason, const char *sf_org_id,
+		    const char *previous);
+/*
+ * Removes org_id's connection under its row lock: revokes the refresh token
+ * (best effort: *revoked says), clears the tokens, audits. Idempotent.
+ */
+enum lc_rc	lc_disconnect(struct app *app, long long org_id,
+		    const char *actor, bool *revoked);
 
 #endif

@@ -71,7 +71,10 @@ char	*sf_authorize_url(struct sf *sf, const char *login_base,
 /*
  * Code grant with the PKCE verifier; checks the signature (constant time)
  * and parses the id URL into org_id/user_id. 0 with *out filled, or -1 with
- * *err (and *out empty).
+ * *err and *out empty -- except for out->refresh_token when a 200 answer
+ * that was refused (bad signature, a host not allowed, malformed) carried
+ * one: Salesforce issued or rotated it, so the caller must store or revoke
+ * it, never drop it.
  */
 int	sf_exchange_code(struct sf *sf, const char *login_base,
 	    const char *code, const char *verifier, struct sf_token *out,

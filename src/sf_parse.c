@@ -28,11 +28,17 @@
 
 /* ---------------------------------------------------------------- text */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+/*
+ * Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid:
+ * overlong forms, UTF-16 surrogates and code points above U+10FFFF are
+ * invalid (PostgreSQL refuses them, and one refused text must not stop a
+ * write).
+ */
 static size_t
 utf8_seq_len(const unsigned char *s)
 {
-	size_t	 n, i;
+	unsigned char	 lo = 0x80, hi = 0xbf;	/* the second byte's range */
+	size_t		 n, i;
 
 	if (s[0] < 0x80)
 		return 1;
@@ -44,7 +50,17 @@ utf8_seq_len(const unsigned char *s)
 		n = 4;
 	else
 		return 0;
-	for (i = 1; i < n; i++)
+	if (s[0] == 0xe0)
+		lo = 0xa0;		/* overlong below U+0800 */
+	else if (s[0] == 0xed)
+		hi = 0x9f;		/* surrogates U+D800..DFFF */
+	else if (s[0] == 0xf0)
+		lo = 0x90;		/* overlong below U+10000 */
+	else if (s[0] == 0xf4)
+		hi = 0x8f;		/* above U+10FFFF */
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
 		if (s[i] < 0x80 || s[i] > 0xbf)
 			return 0;
 	return n;
@@ -367,6 +383,21 @@ words_copy(char *dst, size_t dstlen, const char *src)
 	dst[n] = '\0';
 }
 
+/*
+ * A refused token answer may still carry a new refresh token: Salesforce
+ * has rotated it, so the one we hold is dead. Keeps it in out (alone).
+ */
+static void
+keep_refresh_token(const cJSON *root, struct sf_token *out)
+{
+	const char	*refresh;
+
+	if (root == NULL || (refresh = json_str(root, "refresh_token")) == NULL ||
+	    !token_ok(refresh, SF_TOKEN_MAX))
+		return;
+	out->refresh_token = strdup(refresh);
+}
+
 int
 sf_parse_token_response(const char *body, const char *secret,
     struct sf_token *out, struct sf_error *err)
@@ -449,8 +480,10 @@ sf_parse_token_response(const char *body, const char *secret,
 	}
 	ret = 0;
 out:
-	if (ret == -1)
+	if (ret == -1) {
 		sf_token_clear(out);
+		keep_refresh_token(root, out);
+	}
 	json_free(root);
 	return ret;
 }

@@ -413,10 +413,15 @@ instance_allowed(struct sf *sf, struct sf_token *out, struct sf_error *err)
 {
 	char	 host[HOST_LEN_MAX + 1];
 
+	char	*rotated;
+
 	if (sf_url_check(sf->cfg->salesforce_allowed_hosts, out->instance_url,
 	    NULL, host, sizeof(host)) == SF_URL_OK)
 		return 0;
+	rotated = out->refresh_token;	/* refused or not, the old one is dead */
+	out->refresh_token = NULL;
 	sf_token_clear(out);
+	out->refresh_token = rotated;
 	sf_err_set(err, SF_TRANSIENT, "host_not_allowed", "the token response "
 	    "names an instance URL on a host that is not in "
 	    "salesforce_allowed_hosts");
@@ -426,7 +431,8 @@ instance_allowed(struct sf *sf, struct sf_token *out, struct sf_error *err)
 /*
  * Judges a token endpoint POST that ended with rc: the HTTP status, then
  * the answer (signature checked), then its instance URL. 0 with *out
- * filled, or -1 with *err (*out stays empty).
+ * filled, or -1 with *err (*out empty but for a refused answer's new
+ * refresh token).
  */
 static int
 token_finish(struct sf *sf, struct sf_post *p, CURLcode rc,

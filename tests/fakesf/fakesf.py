@@ -1141,6 +1141,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                      (JSON_TYPE if not isinstance(raw, str) else
                                       "text/plain;charset=UTF-8"))
             fault.body = (raw if isinstance(raw, str) else json.dumps(raw)).encode()
+            if "body_b64" in body:      # raw bytes, e.g. invalid UTF-8
+                fault.body = base64.b64decode(body["body_b64"])
         self.state.push_fault(endpoint, fault)
         return {"ok": True, "pending": {k: sum(f.count for f in q)
                                         for k, q in self.state.faults.items() if q}}

@@ -3,6 +3,7 @@
 Each test here names the fault it injects and what must hold afterwards.
 One stack for the module; tests that restart the daemon put it back."""
 
+import base64
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ SF = "/api/v1/orgs/{}/integrations/salesforce"
 
 def setUpModule():
     global STACK
-    STACK = Stack(workers=2)
+    STACK = Stack(workers=2, pg_proxy=True)
     STACK.start()
 
 
@@ -38,6 +39,143 @@ def pid_alive(pid):
         return state != "Z"
     except FileNotFoundError:
         return False
+
+
+def new_connected_org(slug, rotation=True):
+    """An org connected to its own Salesforce org and user (so Salesforce's
+    approval limit per user never touches the other tests' grants).
+    Answers (admin key, service key, OrgID)."""
+    STACK.create_org(slug)
+    admin = STACK.create_key(slug, "admin")
+    service = STACK.create_key(slug, "service")
+    sf = STACK.fakesf("POST", "config", {"org_id": "new", "user_id": "new",
+                                         "rotation": rotation})["org_id"]
+    st, headers, body = STACK.connect_org(slug, admin)
+    assert st == 303 and "salesforce=connected" in headers.get("location", ""), (st, headers)
+    return admin, service, sf
+
+
+def row(slug):
+    """The stored integration of slug: (status, generation, fingerprint, error code)."""
+    return tuple(STACK.psql(
+        "SELECT i.status, i.token_generation, coalesce(i.refresh_token_fp, ''), "
+        "coalesce(i.last_error_code, '') FROM integrations i "
+        f"JOIN orgs o ON o.id = i.org_id WHERE o.slug = '{slug}'")[0])
+
+
+class AmbiguousCommitTest(unittest.TestCase):
+    """A proxy between sfconnectd and PostgreSQL forwards a COMMIT and drops
+    the server's reply: the write landed, the daemon cannot know it."""
+
+    def tearDown(self):
+        STACK.pg_proxy.clear()
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def test_refresh_commit_lost_keeps_the_rotated_token(self):
+        _, service, sf = new_connected_org("amb-refresh")
+        gen = row("amb-refresh")[1]
+        fault = STACK.pg_proxy.drop_after_commit(after="coalesce($3, refresh_token_enc)")
+        st, _, body = req("GET", SF.format("amb-refresh") +
+                          f"/token?force_refresh=1&generation={gen}", key=service)
+        self.assertTrue(fault.fired, "the commit was not dropped")
+        self.assertIn(st, (200, 503), body)
+        STACK.assert_grant_invariant(sf_org_id=sf)
+        # The next refresh presents the stored (rotated) token: it works.
+        gen = row("amb-refresh")[1]
+        st, _, body = req("GET", SF.format("amb-refresh") +
+                          f"/token?force_refresh=1&generation={gen}", key=service)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(row("amb-refresh")[0], "connected")
+        STACK.assert_grant_invariant(sf_org_id=sf)
+
+    def test_callback_commit_lost_is_connected_and_nothing_orphaned(self):
+        admin, service, sf = new_connected_org("amb-callback")
+        # Reconnect (same Salesforce org and user) with the commit's reply lost.
+        fault = STACK.pg_proxy.drop_after_commit(after="previous_sf_org_id = CASE")
+        st, headers, body = STACK.connect_org("amb-callback", admin)
+        self.assertTrue(fault.fired, "the commit was not dropped")
+        self.assertEqual(st, 303, body)
+        self.assertIn("salesforce=connected", headers.get("location", ""), headers)
+        STACK.assert_grant_invariant(sf_org_id=sf)   # the old grant revoked, the new stored
+        st, _, body = req("GET", SF.format("amb-callback") + "/token?force_refresh=1",
+                          key=service)
+        self.assertIn(st, (200,), body)
+
+    def test_disconnect_commit_lost_still_disconnects(self):
+        admin, _, sf = new_connected_org("amb-remove")
+        fault = STACK.pg_proxy.drop_after_commit(after="SET status = 'disconnected'")
+        st, _, body = req("DELETE", SF.format("amb-remove"), key=admin)
+        self.assertTrue(fault.fired, "the commit was not dropped")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["status"], "disconnected")
+        self.assertTrue(body["revoked"])
+        STACK.assert_grant_invariant(sf_org_id=sf)
+
+    def test_background_check_commit_lost_keeps_rotated_tokens(self):
+        orgs = [new_connected_org(f"amb-batch-{i}") for i in range(3)]
+        fault = STACK.pg_proxy.drop_after_commit(after="SKIP LOCKED")
+        st, _, body = req("POST", "/api/v1/admin/integrations/check",
+                          key=STACK.operator_key, body={"status": "connected"})
+        self.assertTrue(fault.fired, "the commit was not dropped")
+        self.assertIn(st, (200, 503), body)
+        for i, (_, service, sf) in enumerate(orgs):
+            STACK.assert_grant_invariant(sf_org_id=sf)
+            gen = row(f"amb-batch-{i}")[1]
+            st, _, body = req("GET", SF.format(f"amb-batch-{i}") +
+                              f"/token?force_refresh=1&generation={gen}", key=service)
+            self.assertEqual(st, 200, body)
+
+
+class RotatedRefusedTest(unittest.TestCase):
+    """Salesforce rotates the refresh token, but sfconnect refuses the rest of
+    the answer: the new refresh token must be kept all the same."""
+
+    def tearDown(self):
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def check_refused(self, slug, kind, code):
+        admin, _, sf = new_connected_org(slug)
+        STACK.fakesf("POST", "fault", {"endpoint": "token_refresh", "kind": kind, "count": 1})
+        st, _, body = req("POST", SF.format(slug) + "/check", key=admin)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["status"], "degraded", body)
+        self.assertEqual(body["last_error"]["code"], code)
+        self.assertIsNone(body["banner"])
+        STACK.assert_grant_invariant(sf_org_id=sf)
+        st, _, body = req("POST", SF.format(slug) + "/check", key=admin)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["status"], "connected",
+                         f"the next check presented a superseded token: {body}")
+
+    def test_bad_signature(self):
+        self.check_refused("rot-badsig", "bad_signature", "bad_signature")
+
+    def test_foreign_instance_url(self):
+        self.check_refused("rot-foreign", "foreign_instance", "host_not_allowed")
+
+
+class BadOrgDoesNotStopChecksTest(unittest.TestCase):
+    def test_invalid_utf8_from_salesforce_spares_the_batch(self):
+        """One org's Salesforce error carries invalid UTF-8 (a surrogate, an
+        overlong form): every other org of the batch is still checked."""
+        for i in range(3):
+            new_connected_org(f"utf8-{i}", rotation=False)
+        before = dict(STACK.psql("SELECT o.slug, coalesce(i.last_checked_at::text, '') "
+                                 "FROM integrations i JOIN orgs o ON o.id = i.org_id "
+                                 "WHERE i.status = 'connected'"))
+        raw = (b'{"error":"invalid_grant","error_description":"bad \xed\xa0\x80 '
+               b'\xe0\x80\xaf text"}')
+        STACK.fakesf("POST", "fault", {"endpoint": "token_refresh", "kind": "error",
+                                       "status": 400, "content_type": "application/json",
+                                       "body_b64": base64.b64encode(raw).decode()})
+        st, _, body = req("POST", "/api/v1/admin/integrations/check",
+                          key=STACK.operator_key, body={"status": "connected"})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["checked"], len(before), body)
+        after = dict(STACK.psql("SELECT o.slug, coalesce(i.last_checked_at::text, '') "
+                                "FROM integrations i JOIN orgs o ON o.id = i.org_id"))
+        unchecked = [s for s in before if after[s] == before[s]]
+        self.assertEqual(unchecked, [], "orgs left unchecked")
 
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"

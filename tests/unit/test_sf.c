@@ -553,8 +553,40 @@ expect_token_failure(const char *body, const char *secret, const char *code,
 	assert_true(err.message[0] != '\0');
 	assert_null(strstr(err.message, "AQ4AQ"));
 	assert_null(tok.access_token);
-	assert_null(tok.refresh_token);
+	/* A rotated refresh token in a refused answer is kept, alone. */
+	if (body != NULL && strstr(body, "\"refresh_token\":\"r\"") != NULL) {
+		assert_non_null(tok.refresh_token);
+		assert_string_equal(tok.refresh_token, "r");
+		free(tok.refresh_token);
+	} else
+		assert_null(tok.refresh_token);
 	assert_string_equal(tok.org_id, "");
+}
+
+static void
+test_text_copy_refuses_invalid_utf8(void **state)
+{
+	static const struct {
+		const char	*in, *out;
+	} cases[] = {
+		{ "caf\xc3\xa9", "caf\xc3\xa9" },		/* U+00E9 */
+		{ "\xe2\x82\xac", "\xe2\x82\xac" },	/* U+20AC */
+		{ "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80" },	/* U+1F600 */
+		{ "\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf" },	/* U+10FFFF */
+		{ "a\xc0\xaf" "b", "a??b" },		/* overlong '/' */
+		{ "a\xe0\x80\xaf" "b", "a???b" },	/* overlong, 3 bytes */
+		{ "a\xed\xa0\x80" "b", "a???b" },	/* surrogate U+D800 */
+		{ "a\xf0\x80\x80\xaf" "b", "a????b" },	/* overlong, 4 bytes */
+		{ "a\xf4\x90\x80\x80" "b", "a????b" },	/* U+110000 */
+		{ "a\xff" "b", "a?b" },
+	};
+	char	 out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sf_text_copy(out, sizeof(out), cases[i].in);
+		assert_string_equal(out, cases[i].out);
+	}
 }
 
 static void
@@ -936,6 +968,7 @@ main(void)
 		cmocka_unit_test(test_classify_transport),
 		cmocka_unit_test(test_token_response_good),
 		cmocka_unit_test(test_token_response_vector),
+		cmocka_unit_test(test_text_copy_refuses_invalid_utf8),
 		cmocka_unit_test(test_token_response_bad),
 		cmocka_unit_test(test_identity_response),
 		cmocka_unit_test(test_answers),
