@@ -230,6 +230,7 @@ checker_main(struct app *app)
 			log_info("checked", "%d checked: %d connected, %d degraded, "
 			    "%d invalid", counts.checked, counts.connected,
 			    counts.degraded, counts.invalid);
+		(void)db_housekeeping(app->db, app->cfg->audit_retention_days);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (!stop_requested)
 			sleep(tick);	/* a SIGTERM cuts it short */
