@@ -18,7 +18,7 @@ LOG=/tmp/sfconnect-build.log
 echo "building (log: $LOG)..."
 PREV=""
 [ -x ./config.status ] && PREV=$(./config.status --config 2>/dev/null || true)
-# A tree last built by `SFC_SANITIZE=1 scripts/test.sh` is rebuilt from clean.
+# A tree configured with other flags (e.g. sanitizers by hand) is rebuilt from clean.
 if ! { ./autogen.sh && ./configure &&
 	{ [ -z "$PREV" ] || [ "$PREV" = "$(./config.status --config)" ] || make clean; } &&
 	make -j2; } >"$LOG" 2>&1; then

@@ -1,14 +1,26 @@
 #!/bin/bash
 # The test command: installs dependencies, builds, runs every suite (cmocka
-# unit tests through `make check`, the simulator's self-test, the integration
-# suite through nginx against real PostgreSQL) and ends with one line:
+# unit tests through `make check` under valgrind, the simulator's self-test,
+# the fuzz smoke, the integration suite through nginx against real PostgreSQL
+# on an ASan+UBSan build) and ends with one line:
 #   N passed, N failed
-# Exit status 0 only when nothing failed.
+# Exit status 0 only when nothing failed; any valgrind or sanitizer report
+# is a failure.
+#
+# Two builds: the source tree itself (configured in-tree, plain flags: the
+# unit tests run on it under valgrind), and build-asan/, a copy of the
+# sources (git ls-files: tracked and untracked-but-not-ignored files, with
+# their mtimes, so rebuilds are incremental) configured in-tree with
+# ASan+UBSan; the integration suite runs its sfconnectd and sfconnect-admin.
+# A copy rather than a VPATH build, because configure refuses a VPATH build
+# of a source directory that is itself configured.
 #
 # Environment:
-#   SFC_SANITIZE=1   build with ASan+UBSan first (and run everything with it)
+#   SFC_FAST=1       no valgrind, no ASan build: the integration suite runs
+#                    on the plain build (quicker, for iterating)
 #   SFC_WRAPPER=...  run sfconnectd under a wrapper, e.g.
 #                    "valgrind --error-exitcode=99 --leak-check=full"
+#                    (the integration suite then uses the plain build)
 #   SFC_SKIP_DEPS=1  do not run scripts/deps.sh
 #   SFC_INTEGRATION_ARGS="-k pattern"  passed to tests/integration/run.py
 set -u
@@ -54,28 +66,19 @@ if [ -z "${SFC_SKIP_DEPS:-}" ]; then
 fi
 
 # ---------------------------------------------------------------- build
-CONFIGURE_ARGS=""
-if [ -n "${SFC_SANITIZE:-}" ]; then
-	SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1"
-	export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
-	export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-	stage "build (ASan + UBSan)"
-else
-	SAN_FLAGS=""
-	stage "build"
+SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
+ASAN_DIR="$ROOT/build-asan"
+USE_ASAN=1
+if [ -n "${SFC_FAST:-}" ] || [ -n "${SFC_WRAPPER:-}" ]; then
+	USE_ASAN=""
 fi
+stage "build"
 BUILD_LOG="$LOGDIR/build.log"
-# Rebuild from clean when the compiler flags differ from the last configure.
+# Rebuild from clean when the compiler flags differ from the last configure
+# (e.g. a tree configured with sanitizer flags by hand).
 PREV=""
 [ -x ./config.status ] && PREV=$(./config.status --config 2>/dev/null)
-{
-	./autogen.sh &&
-	if [ -n "$SAN_FLAGS" ]; then
-		./configure $CONFIGURE_ARGS CFLAGS="$SAN_FLAGS" LDFLAGS="-fsanitize=address,undefined"
-	else
-		./configure $CONFIGURE_ARGS
-	fi
-} >"$BUILD_LOG" 2>&1 || broken "configure" "$BUILD_LOG"
+{ ./autogen.sh && ./configure; } >"$BUILD_LOG" 2>&1 || broken "configure" "$BUILD_LOG"
 NOW=$(./config.status --config 2>/dev/null)
 if [ -n "$PREV" ] && [ "$PREV" != "$NOW" ]; then
 	make clean >>"$BUILD_LOG" 2>&1
@@ -86,13 +89,57 @@ for b in sfconnectd sfconnect-admin; do
 done
 grep -E 'warning:' "$BUILD_LOG" | head -n 20
 
+# Copies the sources into build-asan/ (mtimes kept). Without git, the copy
+# is made afresh each time (it cannot tell sources from build products).
+asan_sync() {
+	if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		mkdir -p "$ASAN_DIR" &&
+		git -C "$ROOT" ls-files -z -co --exclude-standard |
+		    tar --null -T - -cf - | tar -xf - -C "$ASAN_DIR"
+	else
+		rm -rf "$ASAN_DIR" && mkdir -p "$ASAN_DIR" &&
+		tar --exclude=./build-asan -cf - . | tar -xf - -C "$ASAN_DIR" &&
+		{ [ ! -f "$ASAN_DIR/Makefile" ] || make -C "$ASAN_DIR" distclean; }
+	fi
+}
+
+asan_build() {
+	asan_sync || return 1
+	cd "$ASAN_DIR" || return 1
+	if [ ! -x ./config.status ] ||
+	    ! ./config.status --config | grep -q -e '-fsanitize=address'; then
+		./autogen.sh &&
+		./configure CFLAGS="$SAN_FLAGS" LDFLAGS="-fsanitize=address,undefined" ||
+		return 1
+	fi
+	make -j2 sfconnectd sfconnect-admin
+}
+
+if [ -n "$USE_ASAN" ]; then
+	stage "build (ASan + UBSan, build-asan/)"
+	ASAN_LOG="$LOGDIR/build-asan.log"
+	( asan_build ) >"$ASAN_LOG" 2>&1 || broken "ASan build" "$ASAN_LOG"
+	for b in sfconnectd sfconnect-admin; do
+		[ -x "$ASAN_DIR/$b" ] || broken "the ASan build produced no $b" "$ASAN_LOG"
+	done
+	grep -E 'warning:' "$ASAN_LOG" | head -n 20
+fi
+
 # ---------------------------------------------------------------- unit tests
-stage "unit tests (make check)"
+VALGRIND="valgrind --error-exitcode=99 -q --leak-check=full --track-origins=yes"
+if [ -n "${SFC_FAST:-}" ]; then
+	VALGRIND=""
+	stage "unit tests (make check)"
+else
+	stage "unit tests (make check, under valgrind)"
+fi
 MARK="$LOGDIR/check.mark"
 : >"$MARK"
 sleep 1   # the .trs files must be newer than the mark
 CHECK_LOG="$LOGDIR/check.log"
-CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 600 make -j2 check >"$CHECK_LOG" 2>&1
+# A valgrind report makes the test program exit 99: an ERROR result.
+CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 600 make -j2 check \
+    ${VALGRIND:+LOG_COMPILER="$VALGRIND"} >"$CHECK_LOG" 2>&1
 check_rc=$?
 grep -E '^(PASS|FAIL|XFAIL|XPASS|ERROR|SKIP):' "$CHECK_LOG" | grep -v '^PASS:' | head -n 100
 u_pass=0
@@ -162,8 +209,16 @@ if [ -x scripts/fuzz.sh ]; then
 fi
 
 # ---------------------------------------------------------------- integration
-stage "integration tests"
 COUNTS="$LOGDIR/integration.counts"
+if [ -n "$USE_ASAN" ]; then
+	stage "integration tests (ASan + UBSan build)"
+	# A report ends the process and is in its log, which the harness scans.
+	export SFC_BUILD_DIR="$ASAN_DIR"
+	export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
+	export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+else
+	stage "integration tests"
+fi
 # shellcheck disable=SC2086
 timeout -k 30 900 "$PY" tests/integration/run.py --counts "$COUNTS" ${SFC_INTEGRATION_ARGS:-} 2>&1
 i_rc=$?

@@ -159,14 +159,21 @@ api_error(struct ctx *c, int status, const char *code, const char *fmt, ...)
 }
 
 int
-api_query_cursor(struct ctx *c, char *cursor, size_t cursorlen)
+api_query_cursor_as(struct ctx *c, int (*ok)(const char *), char *cursor,
+    size_t cursorlen)
 {
 	int	 found = http_query_param(c->req->query, "cursor", cursor,
 		    cursorlen);
 
-	if (found == 1 && !slug_ok(cursor))
+	if (found == 1 && !ok(cursor))
 		return -1;
 	return found;
+}
+
+int
+api_query_cursor(struct ctx *c, char *cursor, size_t cursorlen)
+{
+	return api_query_cursor_as(c, slug_ok, cursor, cursorlen);
 }
 
 void

@@ -70,6 +70,9 @@ int	api_query_long(struct ctx *c, const char *name, long min, long max,
  * 0 when absent, -1 when not a slug (nothing is written: the caller answers).
  */
 int	api_query_cursor(struct ctx *c, char *cursor, size_t cursorlen);
+/* Like api_query_cursor, for a cursor that ok() accepts (e.g. keys_id_ok). */
+int	api_query_cursor_as(struct ctx *c, int (*ok)(const char *),
+	    char *cursor, size_t cursorlen);
 /*
  * Answers one page: with rc DB_OK, 200 with root (ownership taken) plus
  * "next_cursor" (member of list's last item when list holds limit items,

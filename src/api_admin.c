@@ -111,23 +111,28 @@ out:
 void
 h_admin_key_list(struct ctx *c)
 {
-	char	 org[64];
+	char	 org[64], cursor[64];
 	cJSON	*root, *list;
-	int	 has_org, rc;
+	long	 limit;
+	int	 has_org, has_cursor, rc;
 
 	has_org = http_query_param(c->req->query, "org", org, sizeof(org));
 	if (has_org == -1 || (has_org == 1 && !slug_ok(org))) {
 		api_error(c, 400, "bad_request", "bad org");
 		return;
 	}
-	root = cJSON_CreateObject();
-	list = cJSON_AddArrayToObject(root, "keys");
-	if ((rc = db_key_list(c->app->db, has_org == 1 ? org : NULL, list)) != DB_OK) {
-		cJSON_Delete(root);
-		api_db_error(c, rc);
+	if (api_query_long(c, "limit", 1, 500, 100, &limit) == -1)
+		return;
+	has_cursor = api_query_cursor_as(c, keys_id_ok, cursor, sizeof(cursor));
+	if (has_cursor == -1) {
+		api_error(c, 400, "bad_request", "bad cursor");
 		return;
 	}
-	api_json(c, 200, root);
+	root = cJSON_CreateObject();
+	list = cJSON_AddArrayToObject(root, "keys");
+	rc = db_key_list(c->app->db, has_org == 1 ? org : NULL,
+	    has_cursor == 1 ? cursor : NULL, (int)limit, list);
+	api_page_reply(c, rc, root, list, limit, "id");
 }
 
 void

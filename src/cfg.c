@@ -39,6 +39,7 @@ static const struct cfg_key keys[] = {
 	{ "check_interval_s", CFG_LONG, S(check_interval_s), "86400", 0, 1, 30 * 86400 },
 	{ "check_concurrency", CFG_LONG, S(check_concurrency), "8", 0, 1, 256 },
 	{ "refresh_lock_timeout_ms", CFG_LONG, S(refresh_lock_timeout_ms), "25000", 0, 100, 300000 },
+	{ "audit_retention_days", CFG_LONG, S(audit_retention_days), "400", 0, 0, 36500 },
 	{ "allowed_return_origins", CFG_STR, S(allowed_return_origins), "", 1, 0, 0 },
 	{ "webhook_url", CFG_STR, S(webhook_url), "", 1, 0, 0 },
 	{ "webhook_secret_file", CFG_STR, S(webhook_secret_file), "", 1, 0, 0 },
@@ -227,6 +228,17 @@ load_env(struct cfg *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Every integer key at its default first, so an explicit 0 is kept. */
+static int
+long_defaults(struct cfg *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].type == CFG_LONG &&
+		    set_value(cfg, &keys[i], keys[i].def, err, errlen) == -1)
+			return -1;
+	return 0;
+}
+
 static int
 apply_defaults_and_check(struct cfg *cfg, char *err, size_t errlen)
 {
@@ -234,12 +246,8 @@ apply_defaults_and_check(struct cfg *cfg, char *err, size_t errlen)
 		const struct cfg_key *k = &keys[i];
 		char *sval;
 
-		if (k->type == CFG_LONG) {
-			if (*(long *)((char *)cfg + k->offset) == 0 &&
-			    set_value(cfg, k, k->def, err, errlen) == -1)
-				return -1;
-			continue;
-		}
+		if (k->type == CFG_LONG)
+			continue;	/* set by long_defaults() */
 		sval = *(char **)((char *)cfg + k->offset);
 		if (sval != NULL && (*sval != '\0' || k->optional))
 			continue;
@@ -258,6 +266,8 @@ int
 cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	if (long_defaults(cfg, err, errlen) == -1)
+		return -1;
 	if (path != NULL && load_file(cfg, path, err, errlen) == -1)
 		return -1;
 	if (load_env(cfg, err, errlen) == -1)

@@ -26,6 +26,7 @@ struct cfg {
 	long	 check_interval_s;
 	long	 check_concurrency;
 	long	 refresh_lock_timeout_ms;
+	long	 audit_retention_days;	/* 0: audit events are kept forever */
 	char	*allowed_return_origins;
 	char	*webhook_url;
 	char	*webhook_secret_file;

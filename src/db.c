@@ -32,6 +32,20 @@
 	"i.failure_count, " TS("i.next_retry_at") ", " TS("clock_timestamp()") \
 	", " TXT("i.refresh_token_fp")
 
+/* A key as the key lists show it (never its hash); k is api_keys, o orgs. */
+#define KEY_JSON \
+	"json_build_object('id', k.id, 'org', o.slug, 'role', k.role, " \
+	"'label', k.label, 'created_at', " JSON_TS("k.created_at") ", " \
+	"'revoked_at', " JSON_TS("k.revoked_at") ")"
+/*
+ * Keys after the key whose id is param p in (created_at, id) order: all of
+ * them when p is '', none when p names no key (a page always ends).
+ */
+#define KEY_AFTER(p) \
+	"(k.created_at, k.id) > (CASE WHEN " p " = '' THEN " \
+	"'-infinity'::timestamptz ELSE coalesce((SELECT c.created_at FROM " \
+	"api_keys c WHERE c.id = " p "), 'infinity') END, " p ")"
+
 enum stmt {
 	ST_PING,
 	ST_KEY_LOOKUP,
@@ -40,6 +54,7 @@ enum stmt {
 	ST_ORG_LIST,
 	ST_KEY_CREATE,
 	ST_KEY_LIST,
+	ST_KEY_LIST_ORG,
 	ST_KEY_REVOKE,
 	ST_INTEG_GET,
 	ST_INTEG_LIST,
@@ -47,7 +62,9 @@ enum stmt {
 	ST_AUDIT_LIST,
 	ST_STATE_CREATE,
 	ST_STATE_CONSUME,
+	ST_STATE_CAP,
 	ST_STATE_PURGE,
+	ST_AUDIT_PRUNE,
 	ST_INTEG_LOCK,
 	ST_INTEG_CONNECT,
 	ST_INTEG_DISCONNECT,
@@ -87,14 +104,18 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "INSERT INTO api_keys (id, org_id, role, label, key_hash) "
 	    "VALUES ($1, nullif($2::bigint, 0), $3, $4, $5) "
 	    "RETURNING " TS("created_at"),
+	/* Keyset pages in creation order; the cursor is the last key's id. */
 	[ST_KEY_LIST] =
-	    "SELECT coalesce(json_agg(json_build_object('id', k.id, "
-	    "'org', o.slug, 'role', k.role, 'label', k.label, "
-	    "'created_at', " JSON_TS("k.created_at") ", "
-	    "'revoked_at', " JSON_TS("k.revoked_at") ") "
-	    "ORDER BY k.created_at, k.id), '[]') FROM api_keys k "
-	    "LEFT JOIN orgs o ON o.id = k.org_id "
-	    "WHERE $1 = '' OR o.slug = $1",
+	    "SELECT coalesce(json_agg(" KEY_JSON " ORDER BY k.created_at, k.id), "
+	    "'[]') FROM (SELECT * FROM api_keys k WHERE " KEY_AFTER("$1")
+	    " ORDER BY k.created_at, k.id LIMIT $2) k "
+	    "LEFT JOIN orgs o ON o.id = k.org_id",
+	[ST_KEY_LIST_ORG] =
+	    "SELECT coalesce(json_agg(" KEY_JSON " ORDER BY k.created_at, k.id), "
+	    "'[]') FROM (SELECT * FROM api_keys k "
+	    "WHERE k.org_id = (SELECT id FROM orgs WHERE slug = $3) AND "
+	    KEY_AFTER("$1") " ORDER BY k.created_at, k.id LIMIT $2) k "
+	    "LEFT JOIN orgs o ON o.id = k.org_id",
 	[ST_KEY_REVOKE] =
 	    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) "
 	    "WHERE id = $1 RETURNING id",
@@ -124,8 +145,18 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "DELETE FROM oauth_states WHERE state_hash = $1 "
 	    "RETURNING org_id, verifier_enc, environment, login_host, "
 	    "return_to, allow_org_change, actor, expires_at > now()",
+	/* Before a create: the org's expired states, and all but its newest $2. */
+	[ST_STATE_CAP] =
+	    "DELETE FROM oauth_states WHERE org_id = $1 AND (expires_at < now() "
+	    "OR state_hash IN (SELECT state_hash FROM oauth_states "
+	    "WHERE org_id = $1 ORDER BY created_at DESC, state_hash OFFSET $2))",
 	[ST_STATE_PURGE] =
-	    "DELETE FROM oauth_states WHERE expires_at < now() - interval '1 hour'",
+	    "DELETE FROM oauth_states WHERE expires_at < now()",
+	/* One small batch, oldest first, so no statement holds locks for long. */
+	[ST_AUDIT_PRUNE] =
+	    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events "
+	    "WHERE at < now() - make_interval(days => $1::int) ORDER BY at "
+	    "LIMIT $2)",
 	[ST_INTEG_LOCK] =
 	    "SELECT " INTEG_COLS " FROM integrations i "
 	    "JOIN orgs o ON o.id = i.org_id WHERE i.org_id = $1 "
@@ -232,6 +263,7 @@ static const char *const stmt_sql[ST__MAX] = {
 static const bool stmt_is_read[ST__MAX] = {
 	[ST_PING] = true, [ST_KEY_LOOKUP] = true,
 	[ST_ORG_GET] = true, [ST_ORG_LIST] = true, [ST_KEY_LIST] = true,
+	[ST_KEY_LIST_ORG] = true,
 	[ST_INTEG_GET] = true, [ST_INTEG_LIST] = true, [ST_AUDIT_LIST] = true,
 	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
 };
@@ -733,11 +765,15 @@ db_key_create(struct db *db, const char *id, long long org_id, enum role role,
 }
 
 enum db_rc
-db_key_list(struct db *db, const char *org, cJSON *array)
+db_key_list(struct db *db, const char *org, const char *after, int limit,
+    cJSON *array)
 {
-	const char	*param = org ? org : "";
+	char		 lim[16];
+	const char	*params[3] = { after ? after : "", lim, org };
 
-	return run_json_array(db, ST_KEY_LIST, 1, &param, array);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	return run_json_array(db, org != NULL ? ST_KEY_LIST_ORG : ST_KEY_LIST,
+	    org != NULL ? 3 : 2, params, array);
 }
 
 enum db_rc
@@ -938,6 +974,17 @@ db_audit_list(struct db *db, long long org_id, int limit, cJSON *array)
 
 /* OAuth states. */
 
+/* Makes room for one more state of org (id text): at most DB_STATES_PER_ORG. */
+static enum db_rc
+state_cap(struct db *db, const char *org)
+{
+	char		 keep[16];
+	const char	*params[2] = { org, keep };
+
+	snprintf(keep, sizeof(keep), "%d", DB_STATES_PER_ORG - 1);
+	return run_discard(db, ST_STATE_CAP, 2, params);
+}
+
 enum db_rc
 db_state_create(struct db *db, const char *state_hash, long long org_id,
     const char *verifier_enc, const char *environment, const char *login_host,
@@ -953,9 +1000,8 @@ db_state_create(struct db *db, const char *state_hash, long long org_id,
 
 	snprintf(org, sizeof(org), "%lld", org_id);
 	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
-	if ((rc = run(db, ST_STATE_PURGE, 0, NULL, &res)) != DB_OK)
+	if ((rc = state_cap(db, org)) != DB_OK)
 		return rc;
-	PQclear(res);
 	if ((rc = run(db, ST_STATE_CREATE, 9, params, &res)) != DB_OK)
 		return rc;
 	*expires_at = (time_t)ll_col(res, 0, 0);
@@ -1213,4 +1259,49 @@ db_integration_reseal(struct db *db, long long org_id, const char *access_enc,
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	return run_discard(db, ST_INTEG_RESEAL, 3, params);
+}
+
+/* Housekeeping. */
+
+/* Runs a DELETE; *n gets the number of rows it removed. */
+static enum db_rc
+run_delete(struct db *db, enum stmt st, int n_params,
+    const char *const *params, long long *n)
+{
+	PGresult	*res;
+	enum db_rc	 rc = run(db, st, n_params, params, &res);
+
+	*n = 0;
+	if (rc != DB_OK)
+		return rc;
+	*n = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_housekeeping(struct db *db, long audit_retention_days)
+{
+	char		 days[24], batch[16];
+	const char	*params[2] = { days, batch };
+	long long	 states = 0, events = 0, n;
+	enum db_rc	 rc;
+
+	if ((rc = run_delete(db, ST_STATE_PURGE, 0, NULL, &states)) != DB_OK)
+		return rc;
+	snprintf(days, sizeof(days), "%ld", audit_retention_days);
+	snprintf(batch, sizeof(batch), "%d", DB_AUDIT_PRUNE_BATCH);
+	for (int i = 0; audit_retention_days > 0 &&
+	    i < DB_AUDIT_PRUNE_BATCHES; i++) {
+		if ((rc = run_delete(db, ST_AUDIT_PRUNE, 2, params, &n)) != DB_OK)
+			break;
+		events += n;
+		if (n < DB_AUDIT_PRUNE_BATCH)
+			break;
+	}
+	if (states > 0 || events > 0)
+		log_info("housekeeping", "%lld expired OAuth states purged, %lld "
+		    "audit events older than %ld days pruned", states, events,
+		    audit_retention_days);
+	return rc;
 }

@@ -62,8 +62,13 @@ enum db_rc	 db_key_lookup(struct db *db, const char *hash_hex,
 enum db_rc	 db_key_create(struct db *db, const char *id, long long org_id,
 		    enum role role, const char *label, const char *hash_hex,
 		    time_t *created_at);
-/* org NULL: every key. Appends key objects (no hashes) to array. */
-enum db_rc	 db_key_list(struct db *db, const char *org, struct cJSON *array);
+/*
+ * Appends up to limit key objects (no hashes) to array, in creation order,
+ * after the key whose id is after (NULL: from the start); org NULL: every
+ * org's keys.
+ */
+enum db_rc	 db_key_list(struct db *db, const char *org, const char *after,
+		    int limit, struct cJSON *array);
 /* DB_NOTFOUND when no such key; revoking twice is DB_OK. */
 enum db_rc	 db_key_revoke(struct db *db, const char *id);
 
@@ -125,7 +130,11 @@ enum db_rc	 db_integration_failed(struct db *db, long long org_id,
 		    enum integ_status status, const char *kind, const char *code,
 		    const char *message, double retry_s);
 
-/* One-time OAuth states: only the SHA-256 of a state is stored. */
+/*
+ * One-time OAuth states: only the SHA-256 of a state is stored. An org has
+ * at most DB_STATES_PER_ORG pending: creating one drops its oldest.
+ */
+#define DB_STATES_PER_ORG	20
 struct oauth_state {
 	long long	 org_id;
 	char		*verifier_enc;	/* owned */
@@ -179,5 +188,14 @@ enum db_rc	 db_audit_add(struct db *db, long long org_id, const char *actor,
 /* Appends {"at","actor","action","detail"} newest first. */
 enum db_rc	 db_audit_list(struct db *db, long long org_id, int limit,
 		    struct cJSON *array);
+
+/*
+ * The background checker's upkeep, once per tick: deletes expired OAuth
+ * states, and audit events older than audit_retention_days (0: none) in
+ * statements of DB_AUDIT_PRUNE_BATCH rows, at most DB_AUDIT_PRUNE_BATCHES.
+ */
+#define DB_AUDIT_PRUNE_BATCH	1000
+#define DB_AUDIT_PRUNE_BATCHES	5
+enum db_rc	 db_housekeeping(struct db *db, long audit_retention_days);
 
 #endif

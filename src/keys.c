@@ -32,6 +32,17 @@ out:
 	return rc;
 }
 
+int
+keys_id_ok(const char *id)
+{
+	if (strncmp(id, "key_", 4) != 0 || strlen(id) != 4 + 16)
+		return 0;
+	for (id += 4; *id != '\0'; id++)
+		if (!((*id >= '0' && *id <= '9') || (*id >= 'a' && *id <= 'f')))
+			return 0;
+	return 1;
+}
+
 void
 keys_wipe(struct new_key *k)
 {

@@ -13,6 +13,8 @@ struct new_key {
 /* Mints and stores a key; org_id 0 for an operator key. A db_rc. */
 int	keys_mint(struct db *db, long long org_id, enum role role,
 	    const char *label, struct new_key *out);
+/* true when id is a key id as keys_mint makes them (key_ and 16 hex digits). */
+int	keys_id_ok(const char *id);
 /* Wipes the key text. */
 void	keys_wipe(struct new_key *k);
 

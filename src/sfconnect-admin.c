@@ -152,28 +152,58 @@ print_json_rows(cJSON *array, const char *const *fields, int nfields)
 	return 0;
 }
 
+#define LIST_PAGE	500
+
+/* A keyset list: appends up to LIST_PAGE rows after cursor after ("": first). */
+typedef enum db_rc (*list_page_fn)(struct db *db, const char *arg,
+    const char *after, cJSON *page);
+
+/* Prints every page of a list; the cursor is member of a page's last row. */
+static enum db_rc
+print_all_pages(struct db *db, list_page_fn fetch, const char *arg,
+    const char *member, const char *const *fields, int nfields)
+{
+	char		 after[64] = "";
+	enum db_rc	 rc;
+	int		 n;
+
+	do {
+		cJSON *page = cJSON_CreateArray();
+
+		rc = fetch(db, arg, after, page);
+		n = cJSON_GetArraySize(page);
+		if (rc == DB_OK && n > 0)
+			snprintf(after, sizeof(after), "%s", cJSON_GetObjectItem(
+			    cJSON_GetArrayItem(page, n - 1), member)->valuestring);
+		print_json_rows(page, fields, nfields);
+		cJSON_Delete(page);
+	} while (rc == DB_OK && n == LIST_PAGE);
+	return rc;
+}
+
+static enum db_rc
+org_page(struct db *db, const char *arg, const char *after, cJSON *page)
+{
+	(void)arg;
+	return db_org_list(db, after, LIST_PAGE, page);
+}
+
+static enum db_rc
+key_page(struct db *db, const char *org, const char *after, cJSON *page)
+{
+	return db_key_list(db, org, after, LIST_PAGE, page);
+}
+
 static int
 cmd_org_list(struct db *db, int argc, char **argv)
 {
 	static const char *const fields[] = { "slug", "name", "created_at" };
-	char	 after[64] = "";
-	int	 rc, n;
 
 	(void)argv;
 	if (argc != 0)
 		usage();
-	do {
-		cJSON *page = cJSON_CreateArray();
-
-		rc = db_org_list(db, after, 500, page);
-		n = cJSON_GetArraySize(page);
-		if (rc == DB_OK && n > 0)
-			snprintf(after, sizeof(after), "%s", cJSON_GetObjectItem(
-			    cJSON_GetArrayItem(page, n - 1), "slug")->valuestring);
-		print_json_rows(page, fields, 3);
-		cJSON_Delete(page);
-	} while (rc == DB_OK && n == 500);
-	return report_db("org list", rc);
+	return report_db("org list", print_all_pages(db, org_page, NULL, "slug",
+	    fields, 3));
 }
 
 static int
@@ -223,17 +253,11 @@ cmd_key_list(struct db *db, int argc, char **argv)
 	static const char *const fields[] = { "id", "org", "role", "label",
 	    "created_at", "revoked_at" };
 	const char	*values[1] = { NULL };
-	cJSON		*list;
-	int		 rc;
 
 	if (get_opts(argc, argv, names, values, 1) == -1)
 		usage();
-	list = cJSON_CreateArray();
-	rc = db_key_list(db, values[0], list);
-	if (rc == DB_OK)
-		print_json_rows(list, fields, 6);
-	cJSON_Delete(list);
-	return report_db("key list", rc);
+	return report_db("key list", print_all_pages(db, key_page, values[0],
+	    "id", fields, 6));
 }
 
 static int

@@ -39,13 +39,33 @@ slug_ok(const char *slug)
 	return n >= 1 && n <= 63;
 }
 
+/* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: what four digits can say. */
+#define RFC3339_MIN	(-62167219200LL)
+#define RFC3339_MAX	253402300799LL
+
 void
 time_rfc3339(time_t t, char out[21])
 {
-	struct tm tm;
+	struct tm	 tm;
+	long long	 s = (long long)t;
+	char		 text[64];
 
-	gmtime_r(&t, &tm);
-	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (s < RFC3339_MIN)
+		s = RFC3339_MIN;
+	else if (s > RFC3339_MAX)
+		s = RFC3339_MAX;
+	t = (time_t)s;
+	if (gmtime_r(&t, &tm) == NULL) {
+		out[0] = '\0';
+		return;
+	}
+	if (snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec) != 20) {
+		out[0] = '\0';
+		return;
+	}
+	memcpy(out, text, 21);
 }
 
 void

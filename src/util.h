@@ -19,7 +19,11 @@ int		 slug_ok(const char *slug);
  */
 void		 sealed_aad(char *out, size_t outlen, long long org_id,
 		    const char *column);
-/* RFC 3339 UTC ("2026-11-28T22:00:00Z") into out[21]. */
+/*
+ * RFC 3339 UTC ("2026-11-28T22:00:00Z") into out[21], always terminated:
+ * a time after 9999-12-31T23:59:59Z is written as that, one before year 0
+ * as 0000-01-01T00:00:00Z (RFC 3339 has four-digit years only).
+ */
 void		 time_rfc3339(time_t t, char out[21]);
 
 #endif

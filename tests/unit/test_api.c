@@ -8,6 +8,7 @@
  */
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
@@ -884,6 +885,15 @@ test_time_rfc3339(void **state)
 		{ 951782400, "2000-02-29T00:00:00Z" },
 		{ 1767225599, "2025-12-31T23:59:59Z" },
 		{ 4102444800, "2100-01-01T00:00:00Z" },
+		{ 253402300799, "9999-12-31T23:59:59Z" },
+		/* year 10000 and far beyond: clamped, never unterminated */
+		{ 253402300800, "9999-12-31T23:59:59Z" },
+		{ 253402300800 + 86400 * 400, "9999-12-31T23:59:59Z" },
+		{ (time_t)LLONG_MAX, "9999-12-31T23:59:59Z" },
+		{ -62167219200, "0000-01-01T00:00:00Z" },
+		{ -62167219201, "0000-01-01T00:00:00Z" },
+		{ (time_t)LLONG_MIN, "0000-01-01T00:00:00Z" },
+		{ -1, "1969-12-31T23:59:59Z" },
 	};
 	char	 out[21];
 	size_t	 i;
@@ -892,6 +902,7 @@ test_time_rfc3339(void **state)
 	for (i = 0; i < ARRAY_LEN(t); i++) {
 		memset(out, 'x', sizeof(out));
 		time_rfc3339(t[i].t, out);
+		assert_non_null(memchr(out, '\0', sizeof(out)));
 		assert_string_equal(out, t[i].s);
 	}
 }

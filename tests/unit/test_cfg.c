@@ -137,6 +137,7 @@ test_values_and_defaults(void **state)
 	assert_int_equal(cfg.check_interval_s, 86400);
 	assert_int_equal(cfg.check_concurrency, 8);
 	assert_int_equal(cfg.refresh_lock_timeout_ms, 25000);
+	assert_int_equal(cfg.audit_retention_days, 400);
 	assert_string_equal(cfg.log_level, "info");
 	/* optional strings are "" rather than NULL */
 	assert_non_null(cfg.tls_ca_file);
@@ -164,6 +165,7 @@ test_explicit_values(void **state)
 	    "salesforce_scope = api id\n"
 	    "http_timeout_ms = 100\n"
 	    "refresh_lock_timeout_ms = 120000\n"
+	    "audit_retention_days = 0\n"
 	    "cors_allowed_origins = https://a.example.com https://b.example.com\n"
 	    "log_level = debug\n", err, sizeof(err)), 0);
 	assert_int_equal(cfg.workers, 16);
@@ -171,6 +173,7 @@ test_explicit_values(void **state)
 	assert_string_equal(cfg.salesforce_scope, "api id");
 	assert_int_equal(cfg.http_timeout_ms, 100);
 	assert_int_equal(cfg.refresh_lock_timeout_ms, 120000);
+	assert_int_equal(cfg.audit_retention_days, 0);	/* 0 is kept, not the default */
 	assert_string_equal(cfg.cors_allowed_origins,
 	    "https://a.example.com https://b.example.com");
 	assert_string_equal(cfg.log_level, "debug");
