@@ -10,6 +10,7 @@
 #include "api.h"
 #include "crypto.h"
 #include "db.h"
+#include "events.h"
 #include "log.h"
 #include "sf.h"
 #include "status.h"
@@ -341,7 +342,9 @@ store_connection(struct ctx *c, const struct oauth_state *st,
 	};
 	if ((rc = db_integration_connect(c->app->db, st->org_id, &conn)) != DB_OK ||
 	    audit_callback(c, st, "connected", NULL, id->org_id,
-	    integ.sf_org_id) != DB_OK || (rc = db_commit(c->app->db)) != DB_OK) {
+	    integ.sf_org_id) != DB_OK ||
+	    events_emit(c->app, st->org_id, "integration.connected") != DB_OK ||
+	    (rc = db_commit(c->app->db)) != DB_OK) {
 		fail(out, 503, "service_unavailable", "service_unavailable",
 		    "the database is unavailable");
 		goto out;
@@ -499,7 +502,9 @@ disconnect_locked(struct ctx *c, bool *revoked)
 	}
 	if ((rc = db_integration_disconnect(c->app->db, c->org.id)) == DB_OK &&
 	    (rc = db_audit_add(c->app->db, c->org.id, api_actor(c, actor,
-	    sizeof(actor)), "disconnected", detail)) == DB_OK)
+	    sizeof(actor)), "disconnected", detail)) == DB_OK &&
+	    (rc = events_emit(c->app, c->org.id,
+	    "integration.disconnected")) == DB_OK)
 		rc = db_commit(c->app->db);
 out:
 	db_rollback(c->app->db);
