@@ -66,6 +66,7 @@ enum stmt {
 	ST_OUTBOX_RETRY,
 	ST_OUTBOX_GAUGES,
 	ST_OUTBOX_COUNTS,
+	ST_OUTBOX_NEXT_DUE,
 	ST__MAX
 };
 
@@ -281,6 +282,12 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "coalesce((SELECT extract(epoch from now() - created_at) "
 	    "  FROM webhook_outbox WHERE status = 'pending' ORDER BY id LIMIT 1), "
 	    "  0)::text",
+	/* Seconds until the next claimable event is due (NULL: none). */
+	[ST_OUTBOX_NEXT_DUE] =
+	    "SELECT extract(epoch from min(o.next_attempt_at) - clock_timestamp())"
+	    "::text FROM webhook_outbox o WHERE o.status = 'pending' "
+	    "AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE "
+	    "p.org_id = o.org_id AND p.status = 'pending' AND p.id < o.id)",
 	[ST_OUTBOX_COUNTS] =
 	    "SELECT s.outcome, coalesce(c.n, 0) FROM unnest(ARRAY['delivered', "
 	    "'rejected', 'error', 'failed']) AS s(outcome) "
@@ -298,7 +305,7 @@ static const bool stmt_is_read[ST__MAX] = {
 	[ST_INTEG_GET] = true, [ST_INTEG_LIST] = true, [ST_AUDIT_LIST] = true,
 	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
 	[ST_OUTBOX_LIST] = true, [ST_OUTBOX_GAUGES] = true,
-	[ST_OUTBOX_COUNTS] = true,
+	[ST_OUTBOX_COUNTS] = true, [ST_OUTBOX_NEXT_DUE] = true,
 };
 
 /* How the integrations.status column spells each status. */
@@ -1373,6 +1380,22 @@ db_outbox_stats(struct db *db, struct db_outbox_stats *st)
 	    DB_OUTCOMES;
 	PQclear(res);
 	return DB_OK;
+}
+
+enum db_rc
+db_outbox_next_due(struct db *db, double *in_s)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	if ((rc = run(db, ST_OUTBOX_NEXT_DUE, 0, NULL, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		rc = DB_NOTFOUND;
+	else
+		*in_s = atof(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
 }
 
 enum db_rc

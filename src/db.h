@@ -217,6 +217,8 @@ struct db_outbox_stats {
 	long long	 attempts[DB_OUTCOMES];
 };
 enum db_rc	 db_outbox_stats(struct db *db, struct db_outbox_stats *st);
+/* Seconds until the next event is due (<= 0: now); DB_NOTFOUND when none is pending. */
+enum db_rc	 db_outbox_next_due(struct db *db, double *in_s);
 /* LISTENs on DB_WEBHOOK_CHANNEL (again after each reconnect). */
 enum db_rc	 db_listen_webhooks(struct db *db);
 /*

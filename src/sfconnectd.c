@@ -35,6 +35,7 @@
 #define CHILD_CHECKER	(-1)	/* spawn_worker's listen_fd for the checker */
 #define CHILD_WEBHOOKS	(-2)	/* and for the webhook deliverer */
 #define WEBHOOK_POLL_MS	1000	/* a look for due retries at least this often */
+#define WEBHOOK_MIN_WAIT_MS 20	/* due but claimed elsewhere: no busy loop */
 
 static volatile sig_atomic_t	 stop_requested;
 static volatile sig_atomic_t	 child_exited;
@@ -252,6 +253,18 @@ checker_main(struct app *app)
 	return 0;
 }
 
+/* How long the deliverer may sleep: until the next retry is due, at most WEBHOOK_POLL_MS. */
+static int
+webhooks_wait_ms(struct app *app)
+{
+	double	 in_s;
+
+	if (db_outbox_next_due(app->db, &in_s) != DB_OK || in_s * 1000 >= WEBHOOK_POLL_MS)
+		return WEBHOOK_POLL_MS;
+	return in_s * 1000 < WEBHOOK_MIN_WAIT_MS ? WEBHOOK_MIN_WAIT_MS :
+	    (int)(in_s * 1000);
+}
+
 /*
  * The webhook deliverer: sends the outbox's due events, woken by the
  * NOTIFY of each new one and at least every WEBHOOK_POLL_MS for retries.
@@ -287,7 +300,7 @@ webhooks_main(struct app *app)
 			continue;
 		}
 		if (!stop_requested)
-			(void)db_wait_notify(app->db, WEBHOOK_POLL_MS);
+			(void)db_wait_notify(app->db, webhooks_wait_ms(app));
 	}
 	webhook_free(wh);
 	db_close(app->db);
