@@ -17,24 +17,6 @@
 #define LEASE_MARGIN_MS		5000
 #define BACKOFF_MAX_S		3600.0
 
-const char *
-events_type(enum integ_status before, enum integ_status after)
-{
-	switch (after) {
-	case INTEG_CONNECTED:
-		return before == INTEG_DEGRADED || before == INTEG_INVALID ?
-		    "integration.recovered" : "integration.connected";
-	case INTEG_DEGRADED:
-		return "integration.degraded";
-	case INTEG_INVALID:
-		return "integration.invalid";
-	case INTEG_DISCONNECTED:
-	case INTEG__MAX:
-		break;
-	}
-	return "integration.disconnected";
-}
-
 /* "evt_" and 24 random hex digits into out[29]; -1 when no randomness. */
 static int
 new_event_id(char out[29])

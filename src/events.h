@@ -10,16 +10,9 @@
 
 #include "app.h"
 #include "buf.h"
-#include "integ.h"
 
 struct webhook;
 
-/*
- * The event type of a change from before to after: integration.connected,
- * .degraded, .invalid, .recovered (degraded or invalid -> connected) or
- * .disconnected. Never NULL.
- */
-const char *events_type(enum integ_status before, enum integ_status after);
 /*
  * Inside the caller's transaction, after the change is written: adds the
  * event type ("integration.invalid") with org_id's status object as it is

@@ -114,9 +114,11 @@ record_transition(struct app *app, const struct integration *before,
 		cJSON_AddStringToObject(o, "error", err->code);
 	if ((detail = cJSON_PrintUnformatted(o)) != NULL)
 		rc = db_audit_add(app->db, before->org_id, actor, type, detail);
+	/* The webhook's "recovered" also covers invalid -> connected. */
 	if (rc == DB_OK)
-		rc = events_emit(app, before->org_id,
-		    events_type(before->status, after));
+		rc = events_emit(app, before->org_id, before->status ==
+		    INTEG_INVALID && after == INTEG_CONNECTED ?
+		    "integration.recovered" : type);
 	free(detail);
 	cJSON_Delete(o);
 	log_info(type, "org %s: %s -> %s%s%s", before->org_slug,
