@@ -47,6 +47,7 @@ static const struct route routes[] = {
 	{ "POST", "/api/v1/admin/orgs/{org}/keys", ROLE_OPERATOR, h_admin_key_create, 0 },
 	{ "GET", "/api/v1/admin/keys", ROLE_OPERATOR, h_admin_key_list, 0 },
 	{ "DELETE", "/api/v1/admin/keys/{id}", ROLE_OPERATOR, h_admin_key_revoke, 0 },
+	{ "GET", "/api/v1/admin/webhook-deliveries", ROLE_OPERATOR, h_admin_webhook_deliveries, 0 },
 };
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
 

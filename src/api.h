@@ -105,5 +105,6 @@ void	h_disconnect(struct ctx *c);
 void	h_token(struct ctx *c);
 void	h_check(struct ctx *c);
 void	h_admin_check(struct ctx *c);
+void	h_admin_webhook_deliveries(struct ctx *c);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include "api.h"
 #include "db.h"
+#include "events.h"
 #include "status.h"
 
 void
@@ -127,7 +128,8 @@ h_metrics(struct ctx *c)
 	buf_reset(out);
 	buf_puts(out, "# HELP sfconnect_integrations Salesforce integrations "
 	    "by status.\n# TYPE sfconnect_integrations gauge\n");
-	if ((rc = db_status_counts(c->app->db, put_count, out)) != DB_OK) {
+	if ((rc = db_status_counts(c->app->db, put_count, out)) != DB_OK ||
+	    (rc = events_metrics(c->app, out)) != DB_OK) {
 		api_db_error(c, rc);
 		return;
 	}

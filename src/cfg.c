@@ -43,6 +43,9 @@ static const struct cfg_key keys[] = {
 	{ "allowed_return_origins", CFG_STR, S(allowed_return_origins), "", 1, 0, 0 },
 	{ "webhook_url", CFG_STR, S(webhook_url), "", 1, 0, 0 },
 	{ "webhook_secret_file", CFG_STR, S(webhook_secret_file), "", 1, 0, 0 },
+	{ "webhook_timeout_ms", CFG_LONG, S(webhook_timeout_ms), "5000", 0, 100, 60000 },
+	{ "webhook_retry_base_ms", CFG_LONG, S(webhook_retry_base_ms), "5000", 0, 10, 3600000 },
+	{ "webhook_max_age_s", CFG_LONG, S(webhook_max_age_s), "86400", 0, 1, 30 * 86400 },
 	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
 	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
 };

@@ -30,6 +30,9 @@ struct cfg {
 	char	*allowed_return_origins;
 	char	*webhook_url;
 	char	*webhook_secret_file;
+	long	 webhook_timeout_ms;	/* one delivery attempt, connect included */
+	long	 webhook_retry_base_ms;	/* the first retry's delay (then doubling) */
+	long	 webhook_max_age_s;	/* retries stop, the event is failed */
 	char	*cors_allowed_origins;
 	char	*log_level;
 };

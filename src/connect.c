@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "crypto.h"
+#include "events.h"
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -187,7 +188,8 @@ store_connection(struct app *app, const struct oauth_state *st,
 	};
 	if (db_integration_connect(app->db, st->org_id, &conn) != DB_OK ||
 	    lc_audit_connect(app, st, "connected", NULL, id->org_id,
-	    integ.sf_org_id) != DB_OK)
+	    integ.sf_org_id) != DB_OK ||
+	    events_emit(app, st->org_id, "integration.connected") != DB_OK)
 		goto revoke;
 	if (db_commit(app->db) != DB_OK) {
 		landed = connect_landed(app, st->org_id, integ.token_generation,
@@ -304,7 +306,9 @@ disconnect_locked(struct app *app, long long org_id, const char *actor,
 	}
 	if ((rc = db_integration_disconnect(app->db, org_id)) == DB_OK &&
 	    (rc = db_audit_add(app->db, org_id, actor, "disconnected",
-	    detail)) == DB_OK && (rc = db_commit(app->db)) != DB_OK)
+	    detail)) == DB_OK && (rc = events_emit(app, org_id,
+	    "integration.disconnected")) == DB_OK &&
+	    (rc = db_commit(app->db)) != DB_OK)
 		rc = disconnect_landed(app, org_id);
 out:
 	db_rollback(app->db);

@@ -1,4 +1,6 @@
 /* The store: all of sfconnect's SQL, as prepared statements. */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +79,14 @@ enum stmt {
 	ST_STATUS_COUNTS,
 	ST_SEALED_ORGS,
 	ST_INTEG_RESEAL,
+	ST_OUTBOX_ADD,
+	ST_OUTBOX_CLAIM,
+	ST_OUTBOX_RECORD,
+	ST_OUTBOX_LIST,
+	ST_OUTBOX_RETRY,
+	ST_OUTBOX_GAUGES,
+	ST_OUTBOX_COUNTS,
+	ST_OUTBOX_NEXT_DUE,
 	ST__MAX
 };
 
@@ -254,6 +264,84 @@ static const char *const stmt_sql[ST__MAX] = {
 	    "'connected', 'degraded', 'invalid']) AS s(status) "
 	    "LEFT JOIN integrations i ON i.status = s.status GROUP BY s.status "
 	    "ORDER BY s.status",
+	/* The NOTIFY is sent at commit: a delivering sfconnectd wakes up. */
+	[ST_OUTBOX_ADD] =
+	    "WITH e AS (INSERT INTO webhook_outbox (event_id, org_id, type, body) "
+	    "VALUES ($1, $2, $3, $4) RETURNING id) "
+	    "SELECT pg_notify('" DB_WEBHOOK_CHANNEL "', '') FROM e",
+	/*
+	 * Claims due events, at most one per org (the oldest pending one, so
+	 * an org's events arrive in order), and leases them: another host
+	 * skips them until next_attempt_at, the lease's end, has passed.
+	 */
+	[ST_OUTBOX_CLAIM] =
+	    "UPDATE webhook_outbox w SET attempts = w.attempts + 1, "
+	    "last_attempt_at = clock_timestamp(), next_attempt_at = "
+	    "clock_timestamp() + make_interval(secs => $2::double precision) "
+	    "WHERE w.id IN (SELECT o.id FROM webhook_outbox o "
+	    "  WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp() "
+	    "  AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE "
+	    "    p.org_id = o.org_id AND p.status = 'pending' AND p.id < o.id) "
+	    "  ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+	    "RETURNING w.id, w.event_id, w.org_id, w.type, w.body, w.attempts, "
+	    "extract(epoch from clock_timestamp() - w.created_at)::text",
+	/*
+	 * The outcome of a claimed attempt ($2: the attempts value of that
+	 * claim; a row claimed again since, by another host, is left alone).
+	 */
+	[ST_OUTBOX_RECORD] =
+	    "WITH u AS (UPDATE webhook_outbox SET "
+	    "status = CASE WHEN $3 = 'delivered' THEN 'delivered' "
+	    "  WHEN clock_timestamp() + make_interval(secs => $6::double precision) "
+	    "  > window_start + make_interval(secs => $7::double precision) "
+	    "  THEN 'failed' ELSE 'pending' END, "
+	    "delivered_at = CASE WHEN $3 = 'delivered' THEN clock_timestamp() END, "
+	    "next_attempt_at = CASE WHEN $3 = 'delivered' THEN next_attempt_at "
+	    "  ELSE clock_timestamp() + make_interval(secs => $6::double precision) END, "
+	    "last_http_status = nullif($4::integer, 0), last_error = nullif($5, '') "
+	    "WHERE id = $1 AND attempts = $2 AND status = 'pending' "
+	    "RETURNING status), "
+	    "c AS (INSERT INTO webhook_attempt_counts (outcome, n) "
+	    "  SELECT x.outcome, 1 FROM u, unnest(CASE WHEN u.status = 'failed' "
+	    "  THEN ARRAY[$3::text, 'failed'] ELSE ARRAY[$3::text] END) AS x(outcome) "
+	    "  ON CONFLICT (outcome) DO UPDATE SET n = webhook_attempt_counts.n + 1) "
+	    "SELECT status FROM u",
+	[ST_OUTBOX_LIST] =
+	    "SELECT coalesce(json_agg(json_build_object('id', w.id::text, "
+	    "'event_id', w.event_id, 'type', w.type, 'org', o.slug, "
+	    "'status', w.status, 'attempts', w.attempts, "
+	    "'created_at', " JSON_TS("w.created_at") ", "
+	    "'last_attempt_at', " JSON_TS("w.last_attempt_at") ", "
+	    "'next_attempt_at', CASE WHEN w.status = 'pending' THEN "
+	    JSON_TS("w.next_attempt_at") " END, "
+	    "'delivered_at', " JSON_TS("w.delivered_at") ", "
+	    "'last_http_status', w.last_http_status, 'last_error', w.last_error) "
+	    "ORDER BY w.id), '[]') FROM (SELECT * FROM webhook_outbox "
+	    "WHERE id > $1 AND ($2 = '' OR status = $2) ORDER BY id LIMIT $3) w "
+	    "JOIN orgs o ON o.id = w.org_id",
+	/* $1 '': every failed event; else one event by id or event id. */
+	[ST_OUTBOX_RETRY] =
+	    "UPDATE webhook_outbox SET status = 'pending', "
+	    "next_attempt_at = now(), window_start = now(), delivered_at = NULL "
+	    "WHERE status <> 'pending' AND (($1 = '' AND status = 'failed') "
+	    "OR ($1 <> '' AND (event_id = $1 OR id::text = $1))) RETURNING id",
+	[ST_OUTBOX_GAUGES] =
+	    "SELECT (SELECT count(*) FROM webhook_outbox WHERE status = 'pending'), "
+	    "(SELECT count(*) FROM webhook_outbox WHERE status = 'failed'), "
+	    "coalesce((SELECT extract(epoch from now() - created_at) "
+	    "  FROM webhook_outbox WHERE status = 'pending' ORDER BY id LIMIT 1), "
+	    "  0)::text",
+	/* Seconds until the next claimable event is due (NULL: none). */
+	[ST_OUTBOX_NEXT_DUE] =
+	    "SELECT extract(epoch from min(o.next_attempt_at) - clock_timestamp())"
+	    "::text FROM webhook_outbox o WHERE o.status = 'pending' "
+	    "AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE "
+	    "p.org_id = o.org_id AND p.status = 'pending' AND p.id < o.id)",
+	[ST_OUTBOX_COUNTS] =
+	    "SELECT s.outcome, coalesce(c.n, 0) FROM unnest(ARRAY['delivered', "
+	    "'rejected', 'error', 'failed']) AS s(outcome) "
+	    "LEFT JOIN webhook_attempt_counts c ON c.outcome = s.outcome "
+	    "ORDER BY s.outcome",
 };
 
 /*
@@ -266,6 +354,8 @@ static const bool stmt_is_read[ST__MAX] = {
 	[ST_KEY_LIST_ORG] = true,
 	[ST_INTEG_GET] = true, [ST_INTEG_LIST] = true, [ST_AUDIT_LIST] = true,
 	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
+	[ST_OUTBOX_LIST] = true, [ST_OUTBOX_GAUGES] = true,
+	[ST_OUTBOX_COUNTS] = true, [ST_OUTBOX_NEXT_DUE] = true,
 };
 
 /* How the integrations.status column spells each status. */
@@ -280,7 +370,10 @@ struct db {
 	PGconn	*conn;
 	char	*conninfo;
 	bool	 prepared[ST__MAX];
+	bool	 listening;	/* LISTEN again after a reconnect */
 };
+
+static enum db_rc	 exec_simple(struct db *db, const char *sql);
 
 static PGconn *
 connect_db(const char *conninfo)
@@ -354,6 +447,9 @@ db_ensure(struct db *db)
 		return DB_UNAVAILABLE;
 	}
 	log_info("db_reconnected", "database connection re-established");
+	if (db->listening &&
+	    exec_simple(db, "LISTEN " DB_WEBHOOK_CHANNEL) != DB_OK)
+		return DB_UNAVAILABLE;
 	return DB_OK;
 }
 
@@ -1279,6 +1375,139 @@ run_delete(struct db *db, enum stmt st, int n_params,
 	return DB_OK;
 }
 
+/* The webhook outbox. */
+
+enum db_rc
+db_outbox_add(struct db *db, const char *event_id, long long org_id,
+    const char *type, const char *body)
+{
+	char		 org[24];
+	const char	*params[4] = { event_id, org, type, body };
+
+	snprintf(org, sizeof(org), "%lld", org_id);
+	return run_discard(db, ST_OUTBOX_ADD, 4, params);
+}
+
+void
+db_delivery_clear(struct db_delivery *d)
+{
+	free(d->body);
+	d->body = NULL;
+}
+
+enum db_rc
+db_outbox_claim(struct db *db, int limit, long lease_ms,
+    struct db_delivery *out, int *n)
+{
+	char		 lim[16], lease[32];
+	const char	*params[2] = { lim, lease };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	*n = 0;
+	snprintf(lim, sizeof(lim), "%d", limit);
+	snprintf(lease, sizeof(lease), "%.3f", (double)lease_ms / 1000.0);
+	if ((rc = run(db, ST_OUTBOX_CLAIM, 2, params, &res)) != DB_OK)
+		return rc;
+	for (int row = 0; row < PQntuples(res) && row < limit; row++) {
+		struct db_delivery *d = &out[row];
+
+		memset(d, 0, sizeof(*d));
+		d->id = ll_col(res, row, 0);
+		copy_col(res, row, 1, d->event_id, sizeof(d->event_id));
+		d->org_id = ll_col(res, row, 2);
+		copy_col(res, row, 3, d->type, sizeof(d->type));
+		d->attempts = (int)ll_col(res, row, 5);
+		d->age_s = atof(PQgetvalue(res, row, 6));
+		if ((d->body = strdup(PQgetvalue(res, row, 4))) == NULL) {
+			rc = DB_ERROR;
+			break;
+		}
+		(*n)++;
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_outbox_record(struct db *db, const struct db_delivery *d,
+    const char *outcome, long http_status, const char *error, double retry_s,
+    long max_age_s, bool *failed)
+{
+	char		 id[24], attempts[16], status[16], retry[32], age[24];
+	const char	*params[7] = { id, attempts, outcome, status,
+			    error ? error : "", retry, age };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	*failed = false;
+	snprintf(id, sizeof(id), "%lld", d->id);
+	snprintf(attempts, sizeof(attempts), "%d", d->attempts);
+	snprintf(status, sizeof(status), "%ld", http_status);
+	snprintf(retry, sizeof(retry), "%.3f", retry_s);
+	snprintf(age, sizeof(age), "%ld", max_age_s);
+	if ((rc = run(db, ST_OUTBOX_RECORD, 7, params, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_NOTFOUND;	/* claimed again elsewhere meanwhile */
+	else
+		*failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_outbox_list(struct db *db, const char *status, long long after, int limit,
+    cJSON *array)
+{
+	char		 from[24], lim[16];
+	const char	*params[3] = { from, status ? status : "", lim };
+
+	snprintf(from, sizeof(from), "%lld", after);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	return run_json_array(db, ST_OUTBOX_LIST, 3, params, array);
+}
+
+enum db_rc
+db_outbox_retry(struct db *db, const char *id, long long *n)
+{
+	const char	*param = id ? id : "";
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	*n = 0;
+	if ((rc = run(db, ST_OUTBOX_RETRY, 1, &param, &res)) != DB_OK)
+		return rc;
+	*n = PQntuples(res);
+	PQclear(res);
+	return id != NULL && *n == 0 ? DB_NOTFOUND : DB_OK;
+}
+
+enum db_rc
+db_outbox_stats(struct db *db, struct db_outbox_stats *st)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	memset(st, 0, sizeof(*st));
+	if ((rc = run(db, ST_OUTBOX_GAUGES, 0, NULL, &res)) != DB_OK)
+		return rc;
+	st->pending = ll_col(res, 0, 0);
+	st->failed = ll_col(res, 0, 1);
+	st->oldest_pending_s = atof(PQgetvalue(res, 0, 2));
+	PQclear(res);
+	if ((rc = run(db, ST_OUTBOX_COUNTS, 0, NULL, &res)) != DB_OK)
+		return rc;
+	for (int row = 0; row < PQntuples(res) && row < DB_OUTCOMES; row++) {
+		copy_col(res, row, 0, st->outcome[row], sizeof(st->outcome[row]));
+		st->attempts[row] = ll_col(res, row, 1);
+	}
+	st->noutcomes = PQntuples(res) < DB_OUTCOMES ? PQntuples(res) :
+	    DB_OUTCOMES;
+	PQclear(res);
+	return DB_OK;
+}
+
 enum db_rc
 db_housekeeping(struct db *db, long audit_retention_days)
 {
@@ -1304,4 +1533,66 @@ db_housekeeping(struct db *db, long audit_retention_days)
 		    "audit events older than %ld days pruned", states, events,
 		    audit_retention_days);
 	return rc;
+}
+
+enum db_rc
+db_outbox_next_due(struct db *db, double *in_s)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	if ((rc = run(db, ST_OUTBOX_NEXT_DUE, 0, NULL, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		rc = DB_NOTFOUND;
+	else
+		*in_s = atof(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_listen_webhooks(struct db *db)
+{
+	enum db_rc	 rc;
+
+	if ((rc = exec_simple(db, "LISTEN " DB_WEBHOOK_CHANNEL)) == DB_OK)
+		db->listening = true;
+	return rc;
+}
+
+/* true when a notification was queued (all of them are drained). */
+static bool
+drain_notifies(struct db *db)
+{
+	PGnotify	*n;
+	bool		 any = false;
+
+	while ((n = PQnotifies(db->conn)) != NULL) {
+		any = true;
+		PQfreemem(n);
+	}
+	return any;
+}
+
+enum db_rc
+db_wait_notify(struct db *db, int timeout_ms)
+{
+	struct pollfd	 pfd;
+	int		 r;
+
+	if (drain_notifies(db))
+		return DB_OK;
+	if ((pfd.fd = PQsocket(db->conn)) < 0)
+		return DB_UNAVAILABLE;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	r = poll(&pfd, 1, timeout_ms);
+	if (r == -1)
+		return errno == EINTR ? DB_NOTFOUND : DB_ERROR;
+	if (r == 0)
+		return DB_NOTFOUND;
+	if (!PQconsumeInput(db->conn))
+		return DB_UNAVAILABLE;
+	return drain_notifies(db) ? DB_OK : DB_NOTFOUND;
 }

@@ -15,6 +15,9 @@
 
 struct cJSON;
 
+/* The channel a new webhook event is announced on (at commit). */
+#define DB_WEBHOOK_CHANNEL	"sfconnect_webhooks"
+
 enum db_rc {
 	DB_OK = 0,
 	DB_NOTFOUND = 1,
@@ -197,5 +200,65 @@ enum db_rc	 db_audit_list(struct db *db, long long org_id, int limit,
 #define DB_AUDIT_PRUNE_BATCH	1000
 #define DB_AUDIT_PRUNE_BATCHES	5
 enum db_rc	 db_housekeeping(struct db *db, long audit_retention_days);
+
+/*
+ * The webhook outbox. db_outbox_add inserts an event inside the caller's
+ * transaction (body: the JSON to send, never a token).
+ */
+enum db_rc	 db_outbox_add(struct db *db, const char *event_id,
+		    long long org_id, const char *type, const char *body);
+/* A claimed event. */
+struct db_delivery {
+	long long	 id;
+	char		 event_id[32];
+	long long	 org_id;
+	char		 type[48];
+	char		*body;		/* owned: db_delivery_clear */
+	int		 attempts;	/* including this one */
+	double		 age_s;		/* since the event was written */
+};
+void		 db_delivery_clear(struct db_delivery *d);
+/*
+ * Claims (and commits) up to limit due events, the oldest pending one of
+ * each org, leasing each for lease_ms. Fills out[0..*n-1] (caller clears).
+ */
+enum db_rc	 db_outbox_claim(struct db *db, int limit, long lease_ms,
+		    struct db_delivery *out, int *n);
+/*
+ * Records the outcome ("delivered", "rejected", "error") of a claimed
+ * attempt; otherwise the next try is in retry_s, or the event is failed
+ * (*failed) when that passes max_age_s since its window started.
+ * DB_NOTFOUND when the claim was lost (the row was claimed again).
+ */
+enum db_rc	 db_outbox_record(struct db *db, const struct db_delivery *d,
+		    const char *outcome, long http_status, const char *error,
+		    double retry_s, long max_age_s, bool *failed);
+/* Appends delivery objects with id > after (status NULL: all). */
+enum db_rc	 db_outbox_list(struct db *db, const char *status,
+		    long long after, int limit, struct cJSON *array);
+/*
+ * Makes events pending again now: id (a delivery id or an event id) that is
+ * delivered or failed, or with id NULL every failed one. *n gets the count;
+ * DB_NOTFOUND when id matched nothing retryable.
+ */
+enum db_rc	 db_outbox_retry(struct db *db, const char *id, long long *n);
+#define DB_OUTCOMES	4
+struct db_outbox_stats {
+	long long	 pending, failed;
+	double		 oldest_pending_s;
+	int		 noutcomes;
+	char		 outcome[DB_OUTCOMES][16];
+	long long	 attempts[DB_OUTCOMES];
+};
+enum db_rc	 db_outbox_stats(struct db *db, struct db_outbox_stats *st);
+/* Seconds until the next event is due (<= 0: now); DB_NOTFOUND when none is pending. */
+enum db_rc	 db_outbox_next_due(struct db *db, double *in_s);
+/* LISTENs on DB_WEBHOOK_CHANNEL (again after each reconnect). */
+enum db_rc	 db_listen_webhooks(struct db *db);
+/*
+ * Waits up to timeout_ms for a notification: DB_OK when one came,
+ * DB_NOTFOUND on timeout or a signal, DB_UNAVAILABLE when the connection died.
+ */
+enum db_rc	 db_wait_notify(struct db *db, int timeout_ms);
 
 #endif

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "crypto.h"
+#include "events.h"
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -91,7 +92,10 @@ transition_type(enum integ_status before, enum integ_status after)
 	return "integration.disconnected";
 }
 
-/* Audits a status change inside the caller's transaction. A db_rc. */
+/*
+ * Audits a status change, and queues its webhook event, inside the
+ * caller's transaction. A db_rc.
+ */
 static int
 record_transition(struct app *app, const struct integration *before,
     enum integ_status after, const char *actor, const struct sf_error *err)
@@ -112,6 +116,11 @@ record_transition(struct app *app, const struct integration *before,
 		cJSON_AddStringToObject(o, "error", err->code);
 	if ((detail = cJSON_PrintUnformatted(o)) != NULL)
 		rc = db_audit_add(app->db, before->org_id, actor, type, detail);
+	/* The webhook's "recovered" also covers invalid -> connected. */
+	if (rc == DB_OK)
+		rc = events_emit(app, before->org_id, before->status ==
+		    INTEG_INVALID && after == INTEG_CONNECTED ?
+		    "integration.recovered" : type);
 	free(detail);
 	cJSON_Delete(o);
 	log_info(type, "org %s: %s -> %s%s%s", before->org_slug,

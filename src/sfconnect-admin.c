@@ -34,6 +34,7 @@ static int cmd_key_list(struct db *, int, char **);
 static int cmd_key_revoke(struct db *, int, char **);
 static int cmd_check(struct db *, int, char **);
 static int cmd_rotate_keys(struct db *, int, char **);
+static int cmd_webhooks_retry(struct db *, int, char **);
 
 static const struct cmd cmds[] = {
 	{ "migrate", NULL, cmd_migrate, "migrate" },
@@ -46,6 +47,7 @@ static const struct cmd cmds[] = {
 	{ "key", "revoke", cmd_key_revoke, "key revoke ID" },
 	{ "check", NULL, cmd_check, "check --org SLUG | check --all" },
 	{ "rotate-keys", NULL, cmd_rotate_keys, "rotate-keys" },
+	{ "webhooks", "retry", cmd_webhooks_retry, "webhooks retry ID|--failed" },
 };
 #define NCMDS	(sizeof(cmds) / sizeof(cmds[0]))
 
@@ -464,6 +466,23 @@ cmd_rotate_keys(struct db *db, int argc, char **argv)
 	free(list.ids);
 	keyring_free(kr);
 	return failed == 0 ? 0 : 1;
+}
+
+/* Makes one delivered or failed event (ID: delivery or event id), or every failed one, pending again. */
+static int
+cmd_webhooks_retry(struct db *db, int argc, char **argv)
+{
+	long long	 n;
+	bool		 all;
+
+	if (argc != 1)
+		usage();
+	all = strcmp(argv[0], "--failed") == 0;
+	if (report_db("webhooks retry", db_outbox_retry(db, all ? NULL : argv[0],
+	    &n)) != 0)
+		return 1;
+	printf("%lld event%s pending again\n", n, n == 1 ? "" : "s");
+	return 0;
 }
 
 int

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,14 @@
 #include "app.h"
 #include "cfg.h"
 #include "db.h"
+#include "events.h"
 #include "fcgi.h"
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "secret.h"
 #include "sf.h"
+#include "webhook.h"
 
 /*
  * A child leaves with _exit(), which skips LeakSanitizer's exit-time check:
@@ -42,6 +45,10 @@
 
 #define MAX_WORKERS	256
 #define STOP_GRACE_MIN_S 30
+#define CHILD_CHECKER	(-1)	/* spawn_worker's listen_fd for the checker */
+#define CHILD_WEBHOOKS	(-2)	/* and for the webhook deliverer */
+#define WEBHOOK_POLL_MS	1000	/* a look for due retries at least this often */
+#define WEBHOOK_MIN_WAIT_MS 20	/* due but claimed elsewhere: no busy loop */
 
 static volatile sig_atomic_t	 stop_requested;
 static volatile sig_atomic_t	 child_exited;
@@ -154,6 +161,12 @@ load_secrets(struct app *app, const struct cfg *cfg)
 		log_error("config", "%s", err);
 		return -1;
 	}
+	if (cfg->webhook_url[0] != '\0' && (!webhook_url_ok(cfg->webhook_url) ||
+	    cfg->webhook_secret_file[0] == '\0')) {
+		log_error("config", "webhook_url: must be an https:// URL (or "
+		    "http:// on loopback), with webhook_secret_file set");
+		return -1;
+	}
 	if (cfg->webhook_secret_file[0] != '\0' &&
 	    (app->webhook_secret = secret_read_file(
 	    cfg->webhook_secret_file, err, sizeof(err))) == NULL) {
@@ -254,8 +267,63 @@ checker_main(struct app *app)
 	return 0;
 }
 
+/* How long the deliverer may sleep: until the next retry is due, at most WEBHOOK_POLL_MS. */
+static int
+webhooks_wait_ms(struct app *app)
+{
+	double	 in_s;
+
+	if (db_outbox_next_due(app->db, &in_s) != DB_OK || in_s * 1000 >= WEBHOOK_POLL_MS)
+		return WEBHOOK_POLL_MS;
+	return in_s * 1000 < WEBHOOK_MIN_WAIT_MS ? WEBHOOK_MIN_WAIT_MS :
+	    (int)(in_s * 1000);
+}
+
 /*
- * Forks a worker (listen_fd >= 0) or the checker (listen_fd -1). A child
+ * The webhook deliverer: sends the outbox's due events, woken by the
+ * NOTIFY of each new one and at least every WEBHOOK_POLL_MS for retries.
+ * Requests never wait for it: they only write the outbox. A SIGTERM ends
+ * it between two deliveries (an attempt cut short is retried: at least once).
+ */
+static int
+webhooks_main(struct app *app)
+{
+	struct webhook	*wh;
+	sigset_t	 none;
+	bool		 listening = false;
+
+	set_handler(SIGTERM, on_stop);
+	set_handler(SIGINT, on_stop);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);	/* a SIGTERM cuts a wait short */
+	if ((app->db = db_new(app->cfg->database_url)) == NULL ||
+	    (wh = webhook_new(app->cfg)) == NULL)
+		return 1;
+	log_info("webhooks_started", "delivering webhook events");
+	while (!stop_requested) {
+		if (db_ensure(app->db) != DB_OK ||
+		    (!listening && db_listen_webhooks(app->db) != DB_OK)) {
+			sleep(1);
+			continue;
+		}
+		listening = true;
+		if (events_deliver_due(app, wh, &stop_requested) != DB_OK) {
+			sleep(1);
+			continue;
+		}
+		if (!stop_requested)
+			(void)db_wait_notify(app->db, webhooks_wait_ms(app));
+	}
+	webhook_free(wh);
+	db_close(app->db);
+	return 0;
+}
+
+/*
+ * Forks a worker (listen_fd >= 0), the checker (CHILD_CHECKER) or the
+ * webhook deliverer (CHILD_WEBHOOKS). A child
  * is told to stop (SIGTERM, so a request in flight finishes) when the
  * supervisor dies, even by SIGKILL: no orphan keeps serving or checking
  * beside a new sfconnectd.
@@ -272,7 +340,8 @@ spawn_worker(int listen_fd, struct app *app)
 		    getppid() != supervisor)
 			_exit(1);	/* already orphaned */
 		rc = listen_fd >= 0 ? worker_main(listen_fd, app) :
-		    checker_main(app);
+		    listen_fd == CHILD_CHECKER ? checker_main(app) :
+		    webhooks_main(app);
 
 		free_secrets(app);
 		child_leak_check();
@@ -359,8 +428,10 @@ stop_workers(pid_t *pids, int n, const struct cfg *cfg)
 static int
 supervise(int listen_fd, struct app *app)
 {
-	pid_t		 pids[MAX_WORKERS + 1] = { 0 };
-	int		 n = (int)app->cfg->workers + 1;	/* the last: checker */
+	pid_t		 pids[MAX_WORKERS + 2] = { 0 };
+	int		 workers = (int)app->cfg->workers;
+	/* After the workers: the checker, then the deliverer when configured. */
+	int		 n = workers + 1 + (app->cfg->webhook_url[0] != '\0');
 	time_t		 last_spawn_burst = 0;
 	sigset_t	 none;
 
@@ -373,7 +444,8 @@ supervise(int listen_fd, struct app *app)
 			if (time(NULL) == last_spawn_burst)
 				usleep(200 * 1000);
 			last_spawn_burst = time(NULL);
-			pids[i] = spawn_worker(i < n - 1 ? listen_fd : -1, app);
+			pids[i] = spawn_worker(i < workers ? listen_fd :
+			    i == workers ? CHILD_CHECKER : CHILD_WEBHOOKS, app);
 		}
 		if (!child_exited && !stop_requested)
 			sigsuspend(&none);
