@@ -346,6 +346,7 @@ refresh_one(struct app *app, struct sf_refresh_job *job)
 	job->rc = sf_refresh(app->sf, job->login_base, job->refresh_token,
 	    &job->token, &job->err);
 	if (already_processing(job)) {
+		sf_token_clear(&job->token);
 		usleep(500 * 1000);
 		job->rc = sf_refresh(app->sf, job->login_base,
 		    job->refresh_token, &job->token, &job->err);

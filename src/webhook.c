@@ -204,7 +204,8 @@ webhook_post(struct webhook *wh, const char *secret, const char *event_id,
 		goto out;
 	}
 	if ((cc = curl_easy_perform(wh->curl)) != CURLE_OK) {
-		snprintf(res->error, sizeof(res->error), "%s",
+		snprintf(res->error, sizeof(res->error), "%.*s",
+		    (int)sizeof(res->error) - 1,
 		    errbuf[0] ? errbuf : curl_easy_strerror(cc));
 		res->error[strcspn(res->error, "\r\n")] = '\0';
 		goto out;

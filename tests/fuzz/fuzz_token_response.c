@@ -100,8 +100,10 @@ check_token(int rc, const struct sf_token *t, const struct sf_error *err)
 	if (rc != 0) {
 		CHECK(rc == -1);
 		check_error(err);
-		CHECK(t->access_token == NULL && t->refresh_token == NULL &&
-		    t->org_id[0] == '\0' && t->instance_url[0] == '\0');
+		/* A refused answer keeps only its (rotated) refresh token. */
+		CHECK(t->access_token == NULL && t->org_id[0] == '\0' &&
+		    t->instance_url[0] == '\0');
+		CHECK(t->refresh_token == NULL || t->refresh_token[0] != '\0');
 		return;
 	}
 	CHECK(err->kind == SF_OK);
@@ -182,9 +184,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = sf_parse_token_response(body, SECRET, &tok, &err);
 	check_token(rc, &tok, &err);
 	have_tok = rc == 0;
+	if (!have_tok)
+		sf_token_clear(&tok);
 	if (!have_tok && (signed_body = resign(body)) != NULL) {
 		rc = sf_parse_token_response(signed_body, SECRET, &tok, &err);
 		check_token(rc, &tok, &err);
+		if (rc != 0)
+			sf_token_clear(&tok);
 		if (rc == 0) {
 			have_tok = 1;
 			/* The same answer under another secret must fail. */
@@ -192,6 +198,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			rc = sf_parse_token_response(signed_body, "another secret",
 			    &tok, &err);
 			CHECK(rc == -1 && strcmp(err.code, "bad_signature") == 0);
+			sf_token_clear(&tok);
 			rc = sf_parse_token_response(signed_body, SECRET, &tok,
 			    &err);
 			CHECK(rc == 0);
