@@ -1,0 +1,274 @@
+/* The store: orgs, API keys, audit events, OAuth states, housekeeping. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+
+#include "crypto.h"
+#include "db.h"
+#include "db_internal.h"
+#include "log.h"
+#include "util.h"
+
+/* Orgs. */
+
+static void
+load_org(const PGresult *res, int row, struct org *org)
+{
+	org->id = dbi_ll_col(res, row, 0);
+	dbi_copy_col(res, row, 1, org->slug, sizeof(org->slug));
+	dbi_copy_col(res, row, 2, org->name, sizeof(org->name));
+	org->created_at = (time_t)dbi_ll_col(res, row, 3);
+}
+
+enum db_rc
+db_org_get(struct db *db, const char *slug, struct org *org)
+{
+	PGresult	*res;
+	enum db_rc	 rc = dbi_run(db, ST_ORG_GET, 1, &slug, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	if (PQntuples(res) == 1)
+		load_org(res, 0, org);
+	else
+		rc = DB_NOTFOUND;
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_org_create(struct db *db, const char *slug, const char *name, struct org *org)
+{
+	const char	*params[2] = { slug, name };
+	PGresult	*res;
+	enum db_rc	 rc = dbi_run(db, ST_ORG_CREATE, 2, params, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	load_org(res, 0, org);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_org_list(struct db *db, const char *after, int limit, cJSON *array)
+{
+	char		 lim[16];
+	const char	*params[2] = { after ? after : "", lim };
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	return dbi_run_json_array(db, ST_ORG_LIST, 2, params, array);
+}
+
+/* API keys. */
+
+enum db_rc
+db_key_lookup(struct db *db, const char *hash_hex, struct principal *who)
+{
+	PGresult	*res;
+	char		 role[16];
+	enum db_rc	 rc = dbi_run(db, ST_KEY_LOOKUP, 1, &hash_hex, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	rc = DB_NOTFOUND;
+	if (PQntuples(res) == 1 &&
+	    crypto_ct_streq(PQgetvalue(res, 0, 5), hash_hex)) {
+		dbi_copy_col(res, 0, 0, who->key_id, sizeof(who->key_id));
+		dbi_copy_col(res, 0, 1, role, sizeof(role));
+		who->org_id = dbi_ll_col(res, 0, 2);
+		dbi_copy_col(res, 0, 3, who->org_slug, sizeof(who->org_slug));
+		dbi_copy_col(res, 0, 4, who->label, sizeof(who->label));
+		if (role_parse(role, &who->role) == 0)
+			rc = DB_OK;
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_key_create(struct db *db, const char *id, long long org_id, enum role role,
+    const char *label, const char *hash_hex, time_t *created_at)
+{
+	char		 org[24];
+	const char	*params[5] = { id, org, role_name(role), label, hash_hex };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(org, sizeof(org), "%lld", org_id);
+	if ((rc = dbi_run(db, ST_KEY_CREATE, 5, params, &res)) != DB_OK)
+		return rc;
+	*created_at = (time_t)dbi_ll_col(res, 0, 0);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_key_list(struct db *db, const char *org, const char *after, int limit,
+    cJSON *array)
+{
+	char		 lim[16];
+	const char	*params[3] = { after ? after : "", lim, org };
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	return dbi_run_json_array(db, org != NULL ? ST_KEY_LIST_ORG : ST_KEY_LIST,
+	    org != NULL ? 3 : 2, params, array);
+}
+
+enum db_rc
+db_key_revoke(struct db *db, const char *id)
+{
+	PGresult	*res;
+	enum db_rc	 rc = dbi_run(db, ST_KEY_REVOKE, 1, &id, &res);
+
+	if (rc != DB_OK)
+		return rc;
+	rc = PQntuples(res) == 1 ? DB_OK : DB_NOTFOUND;
+	PQclear(res);
+	return rc;
+}
+
+
+/* Audit. */
+
+enum db_rc
+db_audit_add(struct db *db, long long org_id, const char *actor,
+    const char *action, const char *detail_json)
+{
+	char		 id[24];
+	const char	*params[4] = { id, actor, action, detail_json };
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	return dbi_run_discard(db, ST_AUDIT_ADD, 4, params);
+}
+
+enum db_rc
+db_audit_list(struct db *db, long long org_id, int limit, cJSON *array)
+{
+	char		 id[24], lim[16];
+	const char	*params[2] = { id, lim };
+
+	snprintf(id, sizeof(id), "%lld", org_id);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	return dbi_run_json_array(db, ST_AUDIT_LIST, 2, params, array);
+}
+
+/* OAuth states. */
+
+/* Makes room for one more state of org (id text): at most DB_STATES_PER_ORG. */
+static enum db_rc
+state_cap(struct db *db, const char *org)
+{
+	char		 keep[16];
+	const char	*params[2] = { org, keep };
+
+	snprintf(keep, sizeof(keep), "%d", DB_STATES_PER_ORG - 1);
+	return dbi_run_discard(db, ST_STATE_CAP, 2, params);
+}
+
+enum db_rc
+db_state_create(struct db *db, const char *state_hash, long long org_id,
+    const char *verifier_enc, const char *environment, const char *login_host,
+    const char *return_to, bool allow_org_change, const char *actor,
+    int ttl_s, time_t *expires_at)
+{
+	char		 org[24], ttl[16];
+	const char	*params[9] = { state_hash, org, verifier_enc, environment,
+			    login_host, return_to, allow_org_change ? "t" : "f",
+			    actor, ttl };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	snprintf(org, sizeof(org), "%lld", org_id);
+	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+	if ((rc = state_cap(db, org)) != DB_OK)
+		return rc;
+	if ((rc = dbi_run(db, ST_STATE_CREATE, 9, params, &res)) != DB_OK)
+		return rc;
+	*expires_at = (time_t)dbi_ll_col(res, 0, 0);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_state_consume(struct db *db, const char *state_hash, struct oauth_state *st)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	memset(st, 0, sizeof(*st));
+	if ((rc = dbi_run(db, ST_STATE_CONSUME, 1, &state_hash, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 7), "t") != 0) {
+		PQclear(res);
+		return DB_NOTFOUND;
+	}
+	st->org_id = dbi_ll_col(res, 0, 0);
+	if ((st->verifier_enc = strdup(PQgetvalue(res, 0, 1))) == NULL)
+		rc = DB_ERROR;
+	dbi_copy_col(res, 0, 2, st->environment, sizeof(st->environment));
+	dbi_copy_col(res, 0, 3, st->login_host, sizeof(st->login_host));
+	dbi_copy_col(res, 0, 4, st->return_to, sizeof(st->return_to));
+	st->allow_org_change = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
+	dbi_copy_col(res, 0, 6, st->actor, sizeof(st->actor));
+	PQclear(res);
+	return rc;
+}
+
+void
+db_state_clear(struct oauth_state *st)
+{
+	free(st->verifier_enc);
+	st->verifier_enc = NULL;
+}
+
+
+/* Housekeeping. */
+
+/* Runs a DELETE; *n gets the number of rows it removed. */
+static enum db_rc
+run_delete(struct db *db, enum stmt st, int n_params,
+    const char *const *params, long long *n)
+{
+	PGresult	*res;
+	enum db_rc	 rc = dbi_run(db, st, n_params, params, &res);
+
+	*n = 0;
+	if (rc != DB_OK)
+		return rc;
+	*n = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
+db_housekeeping(struct db *db, long audit_retention_days)
+{
+	char		 days[24], batch[16];
+	const char	*params[2] = { days, batch };
+	long long	 states = 0, events = 0, n;
+	enum db_rc	 rc;
+
+	if ((rc = run_delete(db, ST_STATE_PURGE, 0, NULL, &states)) != DB_OK)
+		return rc;
+	snprintf(days, sizeof(days), "%ld", audit_retention_days);
+	snprintf(batch, sizeof(batch), "%d", DB_AUDIT_PRUNE_BATCH);
+	for (int i = 0; audit_retention_days > 0 &&
+	    i < DB_AUDIT_PRUNE_BATCHES; i++) {
+		if ((rc = run_delete(db, ST_AUDIT_PRUNE, 2, params, &n)) != DB_OK)
+			break;
+		events += n;
+		if (n < DB_AUDIT_PRUNE_BATCH)
+			break;
+	}
+	if (states > 0 || events > 0)
+		log_info("housekeeping", "%lld expired OAuth states purged, %lld "
+		    "audit events older than %ld days pruned", states, events,
+		    audit_retention_days);
+	return rc;
+}
