@@ -1,8 +1,8 @@
 /*
  * The store: every SQL statement of sfconnect lives in db_sql.c, as a
  * prepared statement with parameters (db.c runs them; db_orgs.c,
- * db_integ.c and db_outbox.c read and write their tables). One connection per process, reconnected on
- * demand. Functions return a db_rc; DB_UNAVAILABLE means the connection
+ * db_integ.c and db_outbox.c read and write their tables). One
+ * connection per process, reconnected on demand. Functions return a db_rc; DB_UNAVAILABLE means the connection
  * is gone (the caller answers 503), DB_ERROR anything else unexpected.
  */
 #ifndef SFC_DB_H
