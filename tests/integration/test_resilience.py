@@ -485,7 +485,8 @@ class ProcessKillTest(unittest.TestCase):
                 slow_ok=sum(1 for a in answers.values() if a[0] == 200),
                 load_requests=len(results),
                 load_in_flight_at_term=len(late),
-                load_in_flight_failed=sum(1 for r in late if r[3] != 200))
+                load_in_flight_failed=sum(1 for r in late if r[3] != 200),
+                load_in_flight_answers=",".join(str(r[3]) for r in late) or "-")
         self.assertEqual(code, 0)
         self.assertEqual(sorted(a[0] for a in answers.values()), [200, 200, 200],
                          f"in-flight requests did not finish: {answers}")
@@ -773,7 +774,23 @@ def vm_rss_kb(pid):
 
 
 def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Open fds of pid when idle: the least of a few looks (a FastCGI
+    connection being closed may still be counted)."""
+    n = []
+    for _ in range(5):
+        n.append(len(os.listdir(f"/proc/{pid}/fd")))
+        time.sleep(0.05)
+    return min(n)
+
+
+def fd_targets(pid):
+    out = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            out.append(f"{fd}:{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            pass
+    return " ".join(out)
 
 
 WRK_LUA = """-- status, banners, token: 2:1:1
@@ -828,6 +845,7 @@ class SoakTest(unittest.TestCase):
             warm[1] += t
         rss0 = {pid: vm_rss_kb(pid) for pid in workers}
         fds0 = {pid: fd_count(pid) for pid in workers}
+        links0 = {pid: fd_targets(pid) for pid in workers}
         rate = warm[0] / warm[1]
         total, elapsed, bad_total, err_total = 0, 0.0, 0, 0
         t_end = time.monotonic() + 90
@@ -852,7 +870,10 @@ class SoakTest(unittest.TestCase):
         self.assertEqual(serving_workers(), workers, "a worker was replaced during the soak")
         grown = {p: rss1[p] - rss0[p] for p in workers if rss1[p] - rss0[p] > 1024}
         self.assertEqual(grown, {}, "worker RSS grew by more than 1 MiB (kB)")
-        self.assertEqual(fds1, fds0, "worker fd count changed")
+        # A pooled connection to the simulator may close (fewer fds): only growth counts.
+        self.assertEqual({p: (links0[p], fd_targets(p)) for p in workers if fds1[p] > fds0[p]},
+                         {},
+                         "worker fd count grew")
 
 
 # ---------------------------------------------------------------- 10,000 orgs
