@@ -704,11 +704,6 @@ REFRESH_CASES = {
     "rotated_bad_signature": ({"kind": "bad_signature"}, {"rotation": True}),
     "rotated_foreign_instance": ({"kind": "foreign_instance"}, {"rotation": True}),
 }
-# Known bug being fixed in src/ (issue 9, item 3): the rotated refresh token
-# of a refused 200 answer is thrown away; the next refresh presents the
-# superseded one and the simulator revokes the grant.
-KNOWN_ROTATION_BUG = {"rotated_bad_signature", "rotated_foreign_instance"}
-
 CALLBACK_CASES = {
     "refused": ("token_code", "refused", {"connect"}, {}),
     "timeout": ("token_code", DELAY, {"timeout"}, {"orphan_check": False}),
@@ -744,8 +739,6 @@ def _add_cases():
         def t(self, fault=fault, kw=kw):
             self.refresh_case(fault, **kw)
         t.__doc__ = f"refresh (a check) under fault {name}"
-        if name in KNOWN_ROTATION_BUG:
-            t = unittest.expectedFailure(t)
         setattr(OutboundFaultTest, f"test_refresh_{name}", t)
     for prefix, table in (("callback", CALLBACK_CASES), ("identity", IDENTITY_CASES)):
         for name, (endpoint, fault, reasons, kw) in table.items():
