@@ -841,7 +841,8 @@ class SoakTest(unittest.TestCase):
         links0 = {pid: fd_targets(pid) for pid in workers}
         rate = warm[0] / warm[1]
         total, elapsed, bad_total, err_total = 0, 0.0, 0, 0
-        t_end = time.monotonic() + 90
+        # A count, not a rate: a slow (sanitized, shared) machine takes longer.
+        t_end = time.monotonic() + 600      # only a guard against a hang
         while total < self.TOTAL and time.monotonic() < t_end:
             seconds = max(1, min(70, int((self.TOTAL - total) / rate + 1)))
             n, t, bad, errors = self.wrk(script, seconds)
@@ -858,7 +859,7 @@ class SoakTest(unittest.TestCase):
                 rss_after_kb=",".join(str(rss1[p]) for p in workers),
                 fds_warm=",".join(str(fds0[p]) for p in workers),
                 fds_after=",".join(str(fds1[p]) for p in workers))
-        self.assertGreaterEqual(total, self.TOTAL, f"only {total} requests in 90 s")
+        self.assertGreaterEqual(total, self.TOTAL, f"only {total} requests before the 600 s guard")
         self.assertEqual((bad_total, err_total), (0, 0))
         self.assertEqual(serving_workers(), workers, "a worker was replaced during the soak")
         grown = {p: rss1[p] - rss0[p] for p in workers if rss1[p] - rss0[p] > 1024}
