@@ -577,6 +577,7 @@ slot_start(struct sf *sf, CURLM *m, struct refresh_slot *s,
 	s->job = job;
 	return 0;
 fail:
+	metrics_sf_call(METRICS_SF_TOKEN_REFRESH, job->err.kind, 0);
 	post_end(&s->p);
 	return -1;
 }
