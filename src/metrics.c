@@ -1,5 +1,7 @@
 /* Counters in one shared anonymous mapping; see metrics.h. */
-#include "config.h"
+#ifdef HAVE_CONFIG_H
+#include "config.h"		/* PACKAGE_VERSION, from configure.ac */
+#endif
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -10,6 +12,10 @@
 
 #include "api.h"
 #include "metrics.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION	"unknown"	/* built outside configure (the fuzz smoke) */
+#endif
 
 #if ATOMIC_LLONG_LOCK_FREE != 2
 #error "the shared counters need lock-free 64-bit atomics"
