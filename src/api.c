@@ -12,6 +12,7 @@
 #include "crypto.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 enum route_flags {
@@ -31,7 +32,7 @@ struct route {
 
 static const struct route routes[] = {
 	{ "GET", "/healthz", ROLE_NONE, h_healthz, ROUTE_NO_DB },
-	{ "GET", "/metrics", ROLE_NONE, h_metrics, 0 },
+	{ "GET", "/metrics", ROLE_NONE, h_metrics, ROUTE_NO_DB },
 	{ "GET", SF, ROLE_VIEWER, h_status_get, 0 },
 	{ "DELETE", SF, ROLE_ADMIN, h_disconnect, 0 },
 	{ "POST", SF "/connect", ROLE_ADMIN, h_connect, 0 },
@@ -50,6 +51,7 @@ static const struct route routes[] = {
 	{ "GET", "/api/v1/admin/webhook-deliveries", ROLE_OPERATOR, h_admin_webhook_deliveries, 0 },
 };
 #define NROUTES	(sizeof(routes) / sizeof(routes[0]))
+_Static_assert(NROUTES < METRICS_ROUTES_MAX, "raise METRICS_ROUTES_MAX");
 
 enum bad_param { PARAM_OK, PARAM_BAD_ORG, PARAM_BAD_ID };
 
@@ -485,6 +487,7 @@ dispatch(struct ctx *c)
 		return;
 	}
 	route = find_route(req, &m, allow, sizeof(allow));
+	c->route = route != NULL ? (int)(route - routes) + 1 : 0;
 	if (allow[0] == '\0') {
 		api_error(c, 404, "not_found", "no such endpoint");
 		return;
@@ -540,6 +543,7 @@ api_handle(struct app *app, const struct http_request *req,
     struct http_response *res)
 {
 	struct ctx	 c;
+	double		 t0 = metrics_now();
 
 	memset(&c, 0, sizeof(c));
 	c.app = app;
@@ -551,4 +555,15 @@ api_handle(struct app *app, const struct http_request *req,
 	if (app->db != NULL)
 		(void)db_end_request(app->db);
 	log_info("request", "%s %s -> %d", req->method, req->path, res->status);
+	metrics_request(c.route, res->status, metrics_now() - t0);
+}
+
+int
+api_route_label(int slot, const char **method, const char **pattern)
+{
+	if (slot < 0 || (size_t)slot > NROUTES)
+		return -1;
+	*method = slot == 0 ? "other" : routes[slot - 1].method;
+	*pattern = slot == 0 ? "unmatched" : routes[slot - 1].pattern;
+	return 0;
 }

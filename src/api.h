@@ -27,7 +27,14 @@ struct ctx {
 	struct principal		 who;
 	struct org			 org;		/* when the path has {org} */
 	char				 param_id[64];	/* when the path has {id} */
+	int				 route;		/* metrics slot: 1 + route index, 0 none */
 };
+
+/*
+ * Route slot slot of the metrics (0: no route matched, else 1 + the index in
+ * the route table): its method and path pattern. 0, or -1 past the last.
+ */
+int	api_route_label(int slot, const char **method, const char **pattern);
 
 /* Handles one request completely, filling res. */
 void	api_handle(struct app *app, const struct http_request *req,

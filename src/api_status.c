@@ -4,6 +4,7 @@
 #include "api.h"
 #include "db.h"
 #include "events.h"
+#include "metrics.h"
 #include "status.h"
 
 void
@@ -118,21 +119,48 @@ put_count(enum integ_status status, long long n, void *arg)
 	    integ_status_name(status), n);
 }
 
-/* Prometheus text format; nginx lets only local callers reach it. */
+/* The gauges read from the database; a db_rc. */
+static int
+put_db_gauges(struct ctx *c, struct buf *out)
+{
+	double	 lag;
+	int	 rc;
+
+	buf_puts(out, "# HELP sfconnect_integrations Salesforce integrations "
+	    "by status.\n# TYPE sfconnect_integrations gauge\n");
+	if ((rc = db_status_counts(c->app->db, put_count, out)) != DB_OK ||
+	    (rc = db_check_lag(c->app->db, &lag)) != DB_OK)
+		return rc;
+	buf_printf(out, "# HELP sfconnect_check_lag_seconds Age of the oldest "
+	    "last check of a connected or degraded integration (0: none).\n"
+	    "# TYPE sfconnect_check_lag_seconds gauge\n"
+	    "sfconnect_check_lag_seconds %.3f\n", lag);
+	return events_metrics(c->app, out);
+}
+
+/*
+ * Prometheus text format; nginx lets only local callers reach it. The
+ * process counters are answered with the database down too: then the
+ * database gauges are left out and sfconnect_database_up is 0.
+ */
 void
 h_metrics(struct ctx *c)
 {
 	struct buf	*out = &c->res->body;
-	int		 rc;
+	size_t		 mark;
+	int		 up;
 
 	buf_reset(out);
-	buf_puts(out, "# HELP sfconnect_integrations Salesforce integrations "
-	    "by status.\n# TYPE sfconnect_integrations gauge\n");
-	if ((rc = db_status_counts(c->app->db, put_count, out)) != DB_OK ||
-	    (rc = events_metrics(c->app, out)) != DB_OK) {
-		api_db_error(c, rc);
-		return;
+	metrics_write(out);
+	mark = out->len;
+	up = db_ensure(c->app->db) == DB_OK && put_db_gauges(c, out) == DB_OK;
+	if (!up && out->data != NULL) {
+		out->len = mark;	/* no family half written */
+		out->data[mark] = '\0';
 	}
+	buf_printf(out, "# HELP sfconnect_database_up 1 when this scrape read "
+	    "the database gauges.\n# TYPE sfconnect_database_up gauge\n"
+	    "sfconnect_database_up %d\n", up);
 	c->res->status = 200;
 	c->res->content_type = "text/plain; version=0.0.4";
 }

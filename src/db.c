@@ -12,6 +12,7 @@
 #include "db.h"
 #include "db_internal.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrations.h"
 #include "util.h"
 
@@ -86,9 +87,11 @@ db_ensure(struct db *db)
 	db->conn = connect_db(db->conninfo);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		log_warn("db_unavailable", "cannot reach the database");
+		metrics_db_error(METRICS_DB_UNAVAILABLE);
 		return DB_UNAVAILABLE;
 	}
 	log_info("db_reconnected", "database connection re-established");
+	metrics_db_reconnect();
 	if (db->listening &&
 	    dbi_exec_simple(db, "LISTEN " DB_WEBHOOK_CHANNEL) != DB_OK)
 		return DB_UNAVAILABLE;
@@ -103,12 +106,17 @@ result_rc(struct db *db, const PGresult *res)
 
 	if (PQstatus(db->conn) != CONNECTION_OK ||
 	    (state != NULL && (strncmp(state, "08", 2) == 0 ||
-	    strncmp(state, "57P", 3) == 0)))
+	    strncmp(state, "57P", 3) == 0))) {
+		metrics_db_error(METRICS_DB_UNAVAILABLE);
 		return DB_UNAVAILABLE;
+	}
 	if (state != NULL && strcmp(state, "23505") == 0)
 		return DB_CONFLICT;
-	if (state != NULL && strcmp(state, "55P03") == 0)
+	if (state != NULL && strcmp(state, "55P03") == 0) {
+		metrics_db_error(METRICS_DB_LOCK_TIMEOUT);
 		return DB_LOCK_TIMEOUT;
+	}
+	metrics_db_error(METRICS_DB_ERROR);
 	log_error("db_error", "%s: %s", state ? state : "-",
 	    res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn));
 	return DB_ERROR;

@@ -185,6 +185,8 @@ enum db_rc	 db_rollback_savepoint(struct db *db);
 enum db_rc	 db_status_counts(struct db *db,
 		    void (*fn)(enum integ_status status, long long n, void *arg),
 		    void *arg);
+/* Seconds since the least recent check of a connected or degraded integration. */
+enum db_rc	 db_check_lag(struct db *db, double *seconds);
 
 /* Audit log. detail is a JSON object text (never a secret). */
 enum db_rc	 db_audit_add(struct db *db, long long org_id, const char *actor,

@@ -369,6 +369,21 @@ db_status_counts(struct db *db, void (*fn)(enum integ_status status,
 }
 
 enum db_rc
+db_check_lag(struct db *db, double *seconds)
+{
+	PGresult	*res;
+	enum db_rc	 rc = dbi_run(db, ST_CHECK_LAG, 0, NULL, &res);
+
+	*seconds = 0;
+	if (rc != DB_OK)
+		return rc;
+	if (PQntuples(res) == 1)
+		*seconds = atof(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_rc
 db_sealed_orgs(struct db *db, void (*fn)(long long org_id, void *arg),
     void *arg)
 {

@@ -295,6 +295,11 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "'rejected', 'error', 'failed']) AS s(outcome) "
 	    "LEFT JOIN webhook_attempt_counts c ON c.outcome = s.outcome "
 	    "ORDER BY s.outcome",
+	/* Seconds since the least recent check of a checked status (0: none). */
+	[ST_CHECK_LAG] =
+	    "SELECT coalesce(extract(epoch from now() - "
+	    "min(coalesce(last_checked_at, connected_at, updated_at))), 0)::text "
+	    "FROM integrations WHERE status IN ('connected', 'degraded')",
 };
 
 
@@ -310,6 +315,7 @@ const bool db_stmt_is_read[ST__MAX] = {
 	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
 	[ST_OUTBOX_LIST] = true, [ST_OUTBOX_GAUGES] = true,
 	[ST_OUTBOX_COUNTS] = true, [ST_OUTBOX_NEXT_DUE] = true,
+	[ST_CHECK_LAG] = true,
 };
 
 

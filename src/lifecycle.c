@@ -12,6 +12,7 @@
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "metrics.h"
 #include "secret.h"
 #include "util.h"
 
@@ -411,6 +412,7 @@ refresh_locked(struct app *app, const struct integration *integ,
 		job->refresh_token = refresh;
 		refresh_one(app, job);
 	}
+	metrics_refresh(job->rc == 0 ? SF_OK : job->err.kind);
 	rc = apply_outcome(app, integ, job, actor, status, generation);
 	if (rc == DB_OK)
 		rc = db_commit(app->db);
@@ -678,6 +680,7 @@ refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
 	sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
 	retry_processing(app, b, limit);
 	for (int i = 0; i < b->n; i++) {
+		metrics_refresh(b->jobs[i].rc == 0 ? SF_OK : b->jobs[i].err.kind);
 		b->status[i] = b->rows[i].status;
 		if (rc == DB_OK)
 			rc = write_row(app, b, i, actor, &generation);

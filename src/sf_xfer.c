@@ -25,6 +25,7 @@
 #include "crypto.h"
 #include "host.h"
 #include "log.h"
+#include "metrics.h"
 #include "secret.h"
 #include "sf.h"
 #include "sf_internal.h"
@@ -45,6 +46,7 @@ struct sf_req {
 	const char	*bearer;	/* access token for Authorization, or NULL */
 	struct buf	*out;		/* response body; max SF_RESPONSE_MAX */
 	long		 status;	/* out: the HTTP status */
+	double		 seconds;	/* out: the transfer's duration */
 };
 
 /* ---------------------------------------------------------------- HTTP */
@@ -219,6 +221,7 @@ xfer_done(struct sf_xfer *x, CURLcode rc, struct sf_error *err)
 	curl_off_t	 elapsed = 0;
 
 	curl_easy_getinfo(x->c, CURLINFO_TOTAL_TIME_T, &elapsed);
+	r->seconds = (double)elapsed / 1e6;
 	if (x->sink.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
 		sf_err_set(err, SF_TRANSIENT, "response_too_large",
 		    "the answer of %s was larger than %d bytes", x->host,
@@ -510,6 +513,8 @@ sf_exchange_code(struct sf *sf, const char *login_base, const char *code,
 		ret = token_finish(sf, &p, curl_easy_perform(sf->curl), out,
 		    err);
 out:
+	metrics_sf_call(METRICS_SF_TOKEN_CODE, ret == 0 ? SF_OK : err->kind,
+	    p.r.seconds);
 	post_end(&p);
 	return ret;
 }
@@ -525,6 +530,8 @@ sf_refresh(struct sf *sf, const char *login_base, const char *refresh_token,
 	    err) == 0)
 		ret = token_finish(sf, &p, curl_easy_perform(sf->curl), out,
 		    err);
+	metrics_sf_call(METRICS_SF_TOKEN_REFRESH, ret == 0 ? SF_OK : err->kind,
+	    p.r.seconds);
 	post_end(&p);
 	return ret;
 }
@@ -570,6 +577,7 @@ slot_start(struct sf *sf, CURLM *m, struct refresh_slot *s,
 	s->job = job;
 	return 0;
 fail:
+	metrics_sf_call(METRICS_SF_TOKEN_REFRESH, job->err.kind, 0);
 	post_end(&s->p);
 	return -1;
 }
@@ -581,6 +589,8 @@ slot_finish(struct sf *sf, CURLM *m, struct refresh_slot *s, CURLcode rc)
 	struct sf_refresh_job	*job = s->job;
 
 	job->rc = token_finish(sf, &s->p, rc, &job->token, &job->err);
+	metrics_sf_call(METRICS_SF_TOKEN_REFRESH, job->rc == 0 ? SF_OK :
+	    job->err.kind, s->p.r.seconds);
 	curl_multi_remove_handle(m, s->c);
 	post_end(&s->p);
 	s->job = NULL;
@@ -717,6 +727,7 @@ sf_identity(struct sf *sf, const struct sf_token *token,
 	int		 ret = -1;
 
 	memset(out, 0, sizeof(*out));
+	memset(&r, 0, sizeof(r));
 	sf_err_clear(err);
 	buf_init(&resp, SF_RESPONSE_MAX);
 	if (token == NULL || token->access_token == NULL) {
@@ -741,7 +752,6 @@ sf_identity(struct sf *sf, const struct sf_token *token,
 		sf_err_set(err, SF_TRANSIENT, "internal", "out of memory");
 		goto out;
 	}
-	memset(&r, 0, sizeof(r));
 	r.what = "identity";
 	r.url = token->id_url;
 	r.bearer = token->access_token;
@@ -749,6 +759,8 @@ sf_identity(struct sf *sf, const struct sf_token *token,
 	if (sf_request(sf, &r, err) == 0)
 		ret = sf_identity_answer(r.status, &resp, token, out, err);
 out:
+	metrics_sf_call(METRICS_SF_IDENTITY, ret == 0 ? SF_OK : err->kind,
+	    r.seconds);
 	buf_cleanse_free(&resp);
 	return ret;
 }
@@ -773,6 +785,8 @@ sf_revoke(struct sf *sf, const char *login_base, const char *token,
 	    f, ARRAY_LEN(f), err) == 0)
 		ret = sf_revoke_answer(p.r.status, &p.resp, err);
 out:
+	metrics_sf_call(METRICS_SF_REVOKE, ret == 0 ? SF_OK : err->kind,
+	    p.r.seconds);
 	post_end(&p);
 	return ret;
 }

@@ -27,6 +27,7 @@
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "metrics.h"
 #include "secret.h"
 #include "sf.h"
 #include "webhook.h"
@@ -373,10 +374,12 @@ reap(pid_t *pids, int n)
 		for (int i = 0; i < n; i++)
 			if (pids[i] == pid) {
 				pids[i] = 0;
-				if (!stop_requested)
+				if (!stop_requested) {
+					metrics_worker_restart();
 					log_warn("worker_exited", "worker %ld "
 					    "exited (status %d); restarting",
 					    (long)pid, status);
+				}
 			}
 }
 
@@ -436,6 +439,9 @@ supervise(int listen_fd, struct app *app)
 	sigset_t	 none;
 
 	sigemptyset(&none);
+	if (metrics_init() == -1)
+		log_warn("metrics", "no shared memory for the counters: /metrics "
+		    "shows the database gauges only");
 	while (!stop_requested) {
 		for (int i = 0; i < n && !stop_requested; i++) {
 			if (pids[i] > 0)
