@@ -1133,16 +1133,15 @@ Paste these into another shell:
   # status of the demo org (disconnected at first)
   curl -s -H "Authorization: Bearer $VIEWER" {api}
 
-  # connect: sfconnect answers the Salesforce authorize_url
-  AUTH=$(curl -s -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
-      -d '{{"return_to":"/admin/"}}' {api}/connect | python3 -c 'import sys,json; print(json.load(sys.stdin)["authorize_url"])')
+  # connect: sfconnect answers the Salesforce authorize_url and a start_url on
+  # its own origin, which a browser opens (the callback needs its cookie)
+  START=$(curl -s -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
+      -d '{{"return_to":"/admin/"}}' {api}/connect | python3 -c 'import sys,json; print(json.load(sys.stdin)["start_url"])')
 
-  # "sign in" at the simulator (curl -i "$AUTH" shows it): it approves and
-  # redirects to our callback with a code and the state
-  CB=$(curl -s --cacert {ca} -o /dev/null -w '%{{redirect_url}}' "$AUTH"); echo "$CB"
-
-  # follow the callback: sfconnect exchanges the code and redirects with the OrgID
-  curl -s -i "$CB"
+  # play the browser with a cookie jar: start_url sets the cookie and 303s to the
+  # simulator's sign-in, which approves and redirects to our callback (the cookie
+  # goes along), which exchanges the code and redirects to return_to with the OrgID
+  curl -s --cacert {ca} -c jar -b jar -L -o /dev/null -w '%{{url_effective}}\\n' "$START"
 
   # status again: connected, with the 18-character salesforce_org_id
   curl -s -H "Authorization: Bearer $VIEWER" {api}
