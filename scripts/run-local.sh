@@ -2,7 +2,8 @@
 # Brings up the whole local stack and keeps it running until Ctrl-C:
 # a throwaway PostgreSQL cluster, the Salesforce simulator (tests/fakesf),
 # sfconnectd, and nginx on 127.0.0.1:8080 (SFC_PORT to change it); creates the
-# demo org "demo", prints its API keys and curl lines to paste. Everything
+# demo org "demo", prints its API keys and curl lines to paste (the connect
+# follows start_url with a cookie jar, as a browser would). Everything
 # lives in one /tmp/sfc* directory that is removed on exit (SFC_KEEP=1 keeps it).
 set -eu
 

@@ -40,6 +40,7 @@ static const struct route routes[] = {
 	{ "GET", SF "/token", ROLE_SERVICE, h_token, 0 },
 	{ "POST", "/api/v1/admin/integrations/check", ROLE_OPERATOR, h_admin_check, 0 },
 	{ "GET", "/api/v1/oauth/salesforce/callback", ROLE_NONE, h_callback, 0 },
+	{ "GET", "/api/v1/oauth/salesforce/start", ROLE_NONE, h_oauth_start, 0 },
 	{ "GET", ORG_API "/banners", ROLE_VIEWER, h_banners, 0 },
 	{ "GET", ORG_API "/audit", ROLE_ADMIN, h_audit, 0 },
 	{ "GET", "/api/v1/admin/integrations", ROLE_OPERATOR, h_admin_integrations, 0 },

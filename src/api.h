@@ -108,6 +108,12 @@ void	h_admin_key_list(struct ctx *c);
 void	h_admin_key_revoke(struct ctx *c);
 void	h_connect(struct ctx *c);
 void	h_callback(struct ctx *c);
+void	h_oauth_start(struct ctx *c);
+/*
+ * Whether the browser-binding cookie is Secure: always, but for a plain
+ * http public_base_url on loopback (localhost, *.localhost, 127/8, [::1]).
+ */
+bool	api_connect_cookie_secure(const char *public_base_url);
 void	h_disconnect(struct ctx *c);
 void	h_token(struct ctx *c);
 void	h_check(struct ctx *c);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "api.h"
 #include "lifecycle.h"
 #include "crypto.h"
@@ -21,6 +23,11 @@
 #define STATE_TTL_S		600
 #define DEFAULT_RETURN_TO	"/admin/integrations"
 #define MAX_RETURN_TO		512
+/* The browser-binding cookie's path, below public_base_url's own path. */
+#define OAUTH_PATH		"/api/v1/oauth/salesforce/"
+#define START_PATH		OAUTH_PATH "start?id="
+#define BIND_COOKIE		"sfc_oauth_"	/* + 16 hex digits of the state hash */
+#define START_ID_BYTES		32		/* 43 base64url characters */
 
 /*
  * true when return_to is a local path ("/x", never "//x" or "/\x") or a URL
@@ -83,6 +90,142 @@ connect_body(struct ctx *c, const char **environment, const char **my_domain,
 	return 0;
 }
 
+/* The part of public_base_url after its host, without trailing '/': "" or "/x". */
+static void
+base_path(const char *base, const char **path, size_t *len)
+{
+	const char	*p = strstr(base, "://");
+
+	p = p != NULL ? p + 3 : base;
+	p += strcspn(p, "/?#");
+	*path = p;
+	*len = strcspn(p, "?#");
+	while (*len > 0 && p[*len - 1] == '/')
+		(*len)--;
+}
+
+/* public_base_url without its trailing '/' into b. 0, or -1 when full. */
+static int
+base_url_append(struct buf *b, const char *base)
+{
+	size_t	 n = strcspn(base, "?#");
+
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	return buf_append(b, base, n);
+}
+
+bool
+api_connect_cookie_secure(const char *public_base_url)
+{
+	const char	*host;
+	char		 h[256];
+	size_t		 n;
+
+	if (strncmp(public_base_url, "http://", 7) != 0)
+		return true;
+	host = public_base_url + 7;
+	if (host[0] == '[')
+		n = strcspn(host, "]") + 1;	/* an IPv6 literal, brackets kept */
+	else
+		n = strcspn(host, ":/?#");
+	if (n == 0 || n >= sizeof(h))
+		return true;
+	memcpy(h, host, n);
+	h[n] = '\0';
+	for (char *q = h; *q != '\0'; q++)
+		*q = (char)tolower((unsigned char)*q);
+	if (strcmp(h, "localhost") == 0 || strcmp(h, "[::1]") == 0 ||
+	    (n > 10 && strcmp(h + n - 10, ".localhost") == 0))
+		return false;
+	/* 127.0.0.0/8, written as a dotted quad. */
+	return !(strncmp(h, "127.", 4) == 0 && strspn(h, "0123456789.") == n);
+}
+
+/* Sets (max_age > 0) or clears the binding cookie of state_hash. */
+static void
+bind_cookie(struct ctx *c, const char *state_hash, const char *nonce,
+    long long max_age)
+{
+	const char	*path;
+	size_t		 pathlen;
+	struct buf	 b;
+
+	base_path(c->app->cfg->public_base_url, &path, &pathlen);
+	buf_init(&b, 1024);
+	buf_printf(&b, BIND_COOKIE "%.16s=%s; Max-Age=%lld; Path=%.*s" OAUTH_PATH
+	    "; HttpOnly; SameSite=Lax%s", state_hash, max_age > 0 ? nonce : "",
+	    max_age > 0 ? max_age : 0, (int)pathlen, path,
+	    api_connect_cookie_secure(c->app->cfg->public_base_url) ?
+	    "; Secure" : "");
+	if (b.data == NULL || http_add_header(c->res, "Set-Cookie", b.data) == -1)
+		log_warn("cookie_failed", "could not set the binding cookie");
+	if (b.data != NULL)
+		OPENSSL_cleanse(b.data, b.len);
+	buf_free(&b);
+}
+
+/*
+ * true when the Cookie header holds state_hash's binding cookie with the
+ * nonce whose SHA-256 is nonce_hash ("" never matches). Every cookie of
+ * that name is tried: a cookie tossed in from a sibling domain can only
+ * add a wrong one.
+ */
+static bool
+bind_cookie_ok(const char *cookies, const char *state_hash,
+    const char *nonce_hash)
+{
+	char		 name[sizeof(BIND_COOKIE) + 16], hash[65];
+	const char	*p = cookies, *v;
+	size_t		 namelen, len;
+	bool		 ok = false;
+
+	if (nonce_hash[0] == '\0')
+		return false;
+	namelen = (size_t)snprintf(name, sizeof(name), BIND_COOKIE "%.16s",
+	    state_hash);
+	while (*p != '\0') {
+		p += strspn(p, " \t;");
+		len = strcspn(p, ";");
+		if (len > namelen && strncmp(p, name, namelen) == 0 &&
+		    p[namelen] == '=') {
+			v = p + namelen + 1;
+			crypto_sha256_hex(v, len - namelen - 1, hash);
+			ok |= crypto_ct_streq(hash, nonce_hash);
+		}
+		p += len;
+	}
+	return ok;
+}
+
+/* true when id looks like a start id (base64url of START_ID_BYTES). */
+static bool
+start_id_ok(const char *id)
+{
+	return strlen(id) == (START_ID_BYTES * 4 + 2) / 3 &&
+	    strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-_") == strlen(id);
+}
+
+/*
+ * The start link on our own origin: public_base_url + START_PATH + id
+ * (the id is opaque: the raw state never appears on our origin before the
+ * callback). NULL on OOM.
+ */
+static char *
+start_url(const struct ctx *c, const char *id)
+{
+	struct buf	 b;
+
+	buf_init(&b, 2048);
+	if (base_url_append(&b, c->app->cfg->public_base_url) == -1 ||
+	    buf_puts(&b, START_PATH) == -1 || buf_puts(&b, id) == -1) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_steal(&b);
+}
+
 void
 h_connect(struct ctx *c)
 {
@@ -92,7 +235,8 @@ h_connect(struct ctx *c)
 	char		 login_base[256], err[300], state_hash[65], actor[160];
 	char		 aad[128], *state = NULL, *verifier = NULL;
 	char		*challenge = NULL, *verifier_enc = NULL, *url = NULL;
-	char		 detail[512];
+	char		*start_id = NULL, *url_enc = NULL, *start = NULL;
+	char		 detail[512], start_hash[65];
 	time_t		 expires_at;
 	int		 rc;
 
@@ -105,6 +249,7 @@ h_connect(struct ctx *c)
 		goto out;
 	}
 	if ((state = crypto_random_token(32)) == NULL ||
+	    (start_id = crypto_random_token(START_ID_BYTES)) == NULL ||
 	    (verifier = crypto_random_token(48)) == NULL ||
 	    (challenge = crypto_pkce_challenge(verifier)) == NULL) {
 		api_error(c, 500, "internal", "could not make a state");
@@ -118,6 +263,14 @@ h_connect(struct ctx *c)
 		api_error(c, 500, "internal", "could not seal the verifier");
 		goto out;
 	}
+	/* The start link redirects to url, which holds the raw state: sealed. */
+	crypto_sha256_hex(start_id, strlen(start_id), start_hash);
+	snprintf(aad, sizeof(aad), "state:%s:authorize_url", state_hash);
+	if ((url_enc = keyring_seal(c->app->keyring, aad, url)) == NULL ||
+	    (start = start_url(c, start_id)) == NULL) {
+		api_error(c, 500, "internal", "could not seal the start link");
+		goto out;
+	}
 	api_actor(c, actor, sizeof(actor));
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "environment", environment);
@@ -129,7 +282,7 @@ h_connect(struct ctx *c)
 	if (rc != DB_OK || (rc = db_begin(c->app->db)) != DB_OK ||
 	    (rc = db_state_create(c->app->db, state_hash, c->org.id,
 	    verifier_enc, environment, login_base, return_to, allow_change,
-	    actor, STATE_TTL_S, &expires_at)) != DB_OK ||
+	    actor, STATE_TTL_S, start_hash, url_enc, &expires_at)) != DB_OK ||
 	    (rc = db_audit_add(c->app->db, c->org.id, actor, "connect_started",
 	    detail)) != DB_OK || (rc = db_commit(c->app->db)) != DB_OK) {
 		db_rollback(c->app->db);
@@ -138,16 +291,68 @@ h_connect(struct ctx *c)
 	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "authorize_url", url);
+	cJSON_AddStringToObject(o, "start_url", start);
 	api_add_time_or_null(o, "expires_at", expires_at);
 	http_add_header(c->res, "Cache-Control", "no-store");
 	api_json(c, 200, o);
 out:
 	cJSON_Delete(body);
 	secret_free(state);
+	secret_free(start_id);
 	secret_free(verifier);
 	free(challenge);
 	free(verifier_enc);
-	free(url);
+	free(url_enc);
+	secret_free(url);
+	secret_free(start);
+}
+
+void
+h_oauth_start(struct ctx *c)
+{
+	char		 id[64], start_hash[65], nonce_hash[65], state_hash[65];
+	char		 aad[128], *nonce = NULL, *url_enc = NULL, *url = NULL;
+	long long	 ttl_s;
+	int		 rc;
+
+	if (http_query_param(c->req->query, "id", id, sizeof(id)) != 1 ||
+	    !start_id_ok(id)) {
+		api_error(c, 400, "invalid_state", "the start link is missing "
+		    "or malformed");
+		return;
+	}
+	crypto_sha256_hex(id, strlen(id), start_hash);
+	if ((nonce = crypto_random_token(32)) == NULL) {
+		api_error(c, 500, "internal", "could not make a nonce");
+		goto out;
+	}
+	crypto_sha256_hex(nonce, strlen(nonce), nonce_hash);
+	rc = db_state_start(c->app->db, start_hash, nonce_hash, state_hash,
+	    &url_enc, &ttl_s);
+	if (rc == DB_NOTFOUND) {
+		api_error(c, 400, "invalid_state", "the start link is unknown, "
+		    "expired or already used: start the connection again");
+		goto out;
+	}
+	if (rc != DB_OK) {
+		api_db_error(c, rc);
+		goto out;
+	}
+	snprintf(aad, sizeof(aad), "state:%s:authorize_url", state_hash);
+	if ((url = keyring_open(c->app->keyring, aad, url_enc)) == NULL) {
+		api_error(c, 500, "internal", "the start link could not be opened");
+		goto out;
+	}
+	/* Only ever to the state's own authorize URL: never an open redirect. */
+	bind_cookie(c, state_hash, nonce, ttl_s);
+	c->res->status = 303;
+	http_add_header(c->res, "Location", url);
+	http_add_header(c->res, "Cache-Control", "no-store");
+	http_add_header(c->res, "Referrer-Policy", "no-referrer");
+out:
+	secret_free(nonce);
+	free(url_enc);
+	secret_free(url);
 }
 
 /* The outcome of a callback, for the redirect or the JSON answer. */
@@ -310,6 +515,7 @@ h_callback(struct ctx *c)
 		return;
 	}
 	crypto_sha256_hex(state, strlen(state), state_hash);
+	bind_cookie(c, state_hash, NULL, 0);	/* cleared, whatever the outcome */
 	rc = db_state_consume(c->app->db, state_hash, &st);
 	if (rc == DB_NOTFOUND) {
 		api_error(c, 400, "invalid_state", "the state is unknown, "
@@ -321,7 +527,15 @@ h_callback(struct ctx *c)
 		return;
 	}
 	snprintf(st.state_hash, sizeof(st.state_hash), "%s", state_hash);
-	if (has_error == 1 || has_code != 1 || code[0] == '\0') {
+	if (c->app->cfg->connect_bind_browser &&
+	    !bind_cookie_ok(c->req->cookie, state_hash, st.nonce_hash)) {
+		/* Consumed all the same: a state seen in another browser leaked. */
+		fail(&out, 400, "invalid_state", "browser_mismatch", "this "
+		    "browser did not open the connection's start_url: start the "
+		    "connection again in one browser");
+		lc_audit_connect(c->app, &st, "connect_failed", out.reason, NULL,
+		    NULL);
+	} else if (has_error == 1 || has_code != 1 || code[0] == '\0') {
 		fail(&out, 400, "bad_request",
 		    has_error == 1 ? error : "invalid_request",
 		    desc[0] ? desc : "Salesforce did not authorize the connection");

@@ -48,6 +48,7 @@ static const struct cfg_key keys[] = {
 	{ "webhook_max_age_s", CFG_LONG, S(webhook_max_age_s), "86400", 0, 1, 30 * 86400 },
 	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
 	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
+	{ "connect_bind_browser", CFG_LONG, S(connect_bind_browser), "true", 0, 0, 1 },
 };
 #undef S
 
@@ -116,6 +117,19 @@ valid_listen(const char *v)
 	return errno == 0 && *end == '\0' && port > 0 && port < 65536;
 }
 
+/* A flag's words as the digits CFG_LONG reads; anything else as it is. */
+static const char *
+flag_word(const char *v)
+{
+	if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
+	    strcmp(v, "on") == 0)
+		return "1";
+	if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 ||
+	    strcmp(v, "off") == 0)
+		return "0";
+	return v;
+}
+
 /* Stores value for key k; 0 or -1 with err set. */
 static int
 set_value(struct cfg *cfg, const struct cfg_key *k, const char *value,
@@ -130,6 +144,8 @@ set_value(struct cfg *cfg, const struct cfg_key *k, const char *value,
 	}
 	switch (k->type) {
 	case CFG_LONG:
+		if (k->min == 0 && k->max == 1)	/* a flag: true/false too */
+			value = flag_word(value);
 		errno = 0;
 		n = strtol(value, &end, 10);
 		if (errno != 0 || end == value || *end != '\0' ||

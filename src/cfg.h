@@ -35,6 +35,7 @@ struct cfg {
 	long	 webhook_max_age_s;	/* retries stop, the event is failed */
 	char	*cors_allowed_origins;
 	char	*log_level;
+	long	 connect_bind_browser;	/* 1: the callback needs start_url's cookie */
 };
 
 /*

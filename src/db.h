@@ -148,16 +148,31 @@ struct oauth_state {
 	bool		 allow_org_change;
 	char		 actor[128];
 	char		 state_hash[65];	/* set by the caller */
+	char		 nonce_hash[65];	/* "" until its start link was opened */
 };
+/*
+ * start_hash is the SHA-256 of the start link's id, authorize_url_enc the
+ * sealed authorize URL the link redirects to.
+ */
 enum db_rc	 db_state_create(struct db *db, const char *state_hash,
 		    long long org_id, const char *verifier_enc,
 		    const char *environment, const char *login_host,
 		    const char *return_to, bool allow_org_change,
-		    const char *actor, int ttl_s, time_t *expires_at);
+		    const char *actor, int ttl_s, const char *start_hash,
+		    const char *authorize_url_enc, time_t *expires_at);
 /* Deletes and returns the state; DB_NOTFOUND when unknown or expired. */
 enum db_rc	 db_state_consume(struct db *db, const char *state_hash,
 		    struct oauth_state *st);
 void		 db_state_clear(struct oauth_state *st);
+/*
+ * The start link, usable once: stores nonce_hash with the unexpired state
+ * of start_hash whose link was not opened yet, and answers its state_hash,
+ * its sealed authorize URL (*authorize_url_enc, caller frees) and the
+ * seconds it has left. DB_NOTFOUND when unknown, expired or already opened.
+ */
+enum db_rc	 db_state_start(struct db *db, const char *start_hash,
+		    const char *nonce_hash, char state_hash[65],
+		    char **authorize_url_enc, long long *ttl_s);
 
 /* Calls fn with each org that has sealed tokens (for key rotation). */
 enum db_rc	 db_sealed_orgs(struct db *db,

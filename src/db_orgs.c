@@ -175,12 +175,13 @@ enum db_rc
 db_state_create(struct db *db, const char *state_hash, long long org_id,
     const char *verifier_enc, const char *environment, const char *login_host,
     const char *return_to, bool allow_org_change, const char *actor,
-    int ttl_s, time_t *expires_at)
+    int ttl_s, const char *start_hash, const char *authorize_url_enc,
+    time_t *expires_at)
 {
 	char		 org[24], ttl[16];
-	const char	*params[9] = { state_hash, org, verifier_enc, environment,
+	const char	*params[11] = { state_hash, org, verifier_enc, environment,
 			    login_host, return_to, allow_org_change ? "t" : "f",
-			    actor, ttl };
+			    actor, ttl, start_hash, authorize_url_enc };
 	PGresult	*res;
 	enum db_rc	 rc;
 
@@ -188,7 +189,7 @@ db_state_create(struct db *db, const char *state_hash, long long org_id,
 	snprintf(ttl, sizeof(ttl), "%d", ttl_s);
 	if ((rc = state_cap(db, org)) != DB_OK)
 		return rc;
-	if ((rc = dbi_run(db, ST_STATE_CREATE, 9, params, &res)) != DB_OK)
+	if ((rc = dbi_run(db, ST_STATE_CREATE, 11, params, &res)) != DB_OK)
 		return rc;
 	*expires_at = (time_t)dbi_ll_col(res, 0, 0);
 	PQclear(res);
@@ -216,6 +217,7 @@ db_state_consume(struct db *db, const char *state_hash, struct oauth_state *st)
 	dbi_copy_col(res, 0, 4, st->return_to, sizeof(st->return_to));
 	st->allow_org_change = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
 	dbi_copy_col(res, 0, 6, st->actor, sizeof(st->actor));
+	dbi_copy_col(res, 0, 8, st->nonce_hash, sizeof(st->nonce_hash));
 	PQclear(res);
 	return rc;
 }
@@ -225,6 +227,29 @@ db_state_clear(struct oauth_state *st)
 {
 	free(st->verifier_enc);
 	st->verifier_enc = NULL;
+}
+
+enum db_rc
+db_state_start(struct db *db, const char *start_hash, const char *nonce_hash,
+    char state_hash[65], char **authorize_url_enc, long long *ttl_s)
+{
+	const char	*params[2] = { start_hash, nonce_hash };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	*authorize_url_enc = NULL;
+	if ((rc = dbi_run(db, ST_STATE_START, 2, params, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 1)) {
+		PQclear(res);
+		return DB_NOTFOUND;
+	}
+	dbi_copy_col(res, 0, 0, state_hash, 65);
+	*ttl_s = dbi_ll_col(res, 0, 2);
+	if ((*authorize_url_enc = strdup(PQgetvalue(res, 0, 1))) == NULL)
+		rc = DB_ERROR;
+	PQclear(res);
+	return rc;
 }
 
 

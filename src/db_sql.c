@@ -101,13 +101,15 @@ const char *const db_stmt_sql[ST__MAX] = {
 	[ST_STATE_CREATE] =
 	    "INSERT INTO oauth_states (state_hash, org_id, verifier_enc, "
 	    "environment, login_host, return_to, allow_org_change, actor, "
-	    "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-	    "now() + make_interval(secs => $9)) RETURNING " TS("expires_at"),
+	    "expires_at, start_hash, authorize_url_enc) VALUES ($1, $2, $3, $4, "
+	    "$5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11) "
+	    "RETURNING " TS("expires_at"),
 	/* Atomic single use: a replay finds nothing to delete. */
 	[ST_STATE_CONSUME] =
 	    "DELETE FROM oauth_states WHERE state_hash = $1 "
 	    "RETURNING org_id, verifier_enc, environment, login_host, "
-	    "return_to, allow_org_change, actor, expires_at > now()",
+	    "return_to, allow_org_change, actor, expires_at > now(), "
+	    TXT("nonce_hash"),
 	/* Before a create: the org's expired states, and all but its newest $2. */
 	[ST_STATE_CAP] =
 	    "DELETE FROM oauth_states WHERE org_id = $1 AND (expires_at < now() "
@@ -300,6 +302,12 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "SELECT coalesce(extract(epoch from now() - "
 	    "min(coalesce(last_checked_at, connected_at, updated_at))), 0)::text "
 	    "FROM integrations WHERE status IN ('connected', 'degraded')",
+	/* The start link, once: binds the state to the nonce of one browser. */
+	[ST_STATE_START] =
+	    "UPDATE oauth_states SET nonce_hash = $2 WHERE start_hash = $1 "
+	    "AND nonce_hash IS NULL AND expires_at > now() "
+	    "RETURNING state_hash, authorize_url_enc, "
+	    "greatest(ceil(extract(epoch from expires_at - now())), 1)::bigint",
 };
 
 

@@ -137,6 +137,7 @@ http_request_parse(struct http_request *req, http_param_fn *param_fn,
 	    sizeof(req->accept));
 	parse_field(req, param_fn, arg, "HTTP_ORIGIN", req->origin,
 	    sizeof(req->origin));
+	parse_field(req, param_fn, arg, "HTTP_COOKIE", req->cookie, sizeof(req->cookie));
 	parse_request_id(req, param_fn, arg);
 	parse_body(req, param_fn, read_fn, arg);
 	return req->too_long || req->bad_length || req->body_too_large ? -1 : 0;

@@ -149,6 +149,56 @@ class _ResolvingHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=host)
 
 
+OAUTH_PREFIX = "/api/v1/oauth/salesforce/"
+BROWSER = object()     # request()'s default: the stack's own browser on OAuth paths
+
+
+def url_state(url):
+    """The state query parameter of an authorize or callback URL (or None)."""
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)).get("state")
+
+
+class Browser:
+    """The cookie jar of one browser on sfconnect's origin: it keeps what
+    Set-Cookie gives (Max-Age honoured, Max-Age=0 deletes) and sends back
+    the cookies whose Path prefixes a request's path."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.cookies = {}      # name -> {"value", "path", "expires", "attrs"}
+
+    def cookie_header(self, path):
+        now = time.monotonic()
+        with self._lock:
+            pairs = [f"{n}={c['value']}" for n, c in self.cookies.items()
+                     if path.startswith(c["path"]) and c["expires"] > now]
+        return "; ".join(pairs) or None
+
+    @staticmethod
+    def parse(line):
+        """One Set-Cookie line: (name, value, attrs with lower-case names;
+        a flag attribute maps to True)."""
+        parts = [p.strip() for p in line.split(";")]
+        name, _, value = parts[0].partition("=")
+        attrs = {}
+        for a in parts[1:]:
+            k, eq, v = a.partition("=")
+            attrs[k.strip().lower()] = v.strip() if eq else True
+        return name.strip(), value.strip(), attrs
+
+    def store(self, lines):
+        now = time.monotonic()
+        for line in lines:
+            name, value, attrs = self.parse(line)
+            with self._lock:
+                if "max-age" in attrs and int(attrs["max-age"]) <= 0:
+                    self.cookies.pop(name, None)
+                    continue
+                expires = now + int(attrs["max-age"]) if "max-age" in attrs else float("inf")
+                self.cookies[name] = {"value": value, "path": attrs.get("path", "/"),
+                                      "expires": expires, "attrs": attrs}
+
+
 class Daemon:
     """One sfconnectd process (the supervisor) that the harness started."""
 
@@ -286,6 +336,8 @@ class Stack:
         self.operator_key = None
         self.started = False
         self._lock = threading.Lock()
+        self.browser = Browser()   # the browser of authorize() and the callbacks
+        self._starts = {}          # state -> start_url of each connect answered
 
     # ------------------------------------------------------------ paths
 
@@ -585,30 +637,55 @@ class Stack:
         finally:
             conn.close()
 
-    def authorize(self, authorize_url):
-        """Plays the browser at the simulator's authorize page; answers the
-        URL it redirects to (our callback with code/state or error/state)."""
-        status, headers, body = self.sf_get(authorize_url)
+    def open_start(self, start_url, browser=BROWSER):
+        """Opens a connect's start_url in browser (through nginx, without
+        following the redirect); answers request()'s triple."""
+        u = urllib.parse.urlsplit(start_url)
+        return self.request("GET", u.path + ("?" + u.query if u.query else ""),
+                            browser=self.browser if browser is BROWSER else browser)
+
+    def authorize(self, url, browser=BROWSER):
+        """Plays the browser: opens the connect's start_url first (it sets the
+        cookie that binds the state to browser, the stack's own by default;
+        None skips it, as an API-only flow does), then the simulator's
+        authorize page; answers the URL it redirects to (our callback with
+        code/state or error/state). url is a start_url or an authorize_url
+        (its start_url is known from the connect's answer)."""
+        browser = self.browser if browser is BROWSER else browser
+        if url.startswith(self.base_url + "/"):
+            status, headers, body = self.open_start(url, browser)
+            if status != 303:
+                raise AssertionError(f"start_url answered {status}: {body}")
+            url = headers["location"]
+        else:
+            with self._lock:
+                start = self._starts.pop(url_state(url), None)
+            if start is not None and browser is not None:
+                status, _, body = self.open_start(start, browser)
+                if status != 303:
+                    raise AssertionError(f"start_url answered {status}: {body}")
+        status, headers, body = self.sf_get(url)
         if status not in (301, 302, 303) or "location" not in headers:
             raise AssertionError(f"authorize answered {status}: {body[:500]}")
         return headers["location"]
 
-    def follow_callback(self, callback_url, accept_json=False):
-        """Requests the callback URL (through nginx); answers request()'s triple."""
+    def follow_callback(self, callback_url, accept_json=False, browser=BROWSER):
+        """Requests the callback URL (through nginx) in browser; answers
+        request()'s triple."""
         u = urllib.parse.urlsplit(callback_url)
         path = u.path + ("?" + u.query if u.query else "")
         headers = {"Accept": "application/json"} if accept_json else None
-        return self.request("GET", path, headers=headers)
+        return self.request("GET", path, headers=headers, browser=browser)
 
     def connect_org(self, org, key, body=None, accept_json=False):
-        """connect → authorize at the simulator → callback. Answers the callback's
-        (status, headers, body)."""
+        """connect → start_url → authorize at the simulator → callback, in the
+        stack's browser. Answers the callback's (status, headers, body)."""
         status, _, answer = self.request(
             "POST", f"/api/v1/orgs/{org}/integrations/salesforce/connect", key=key,
             body=body if body is not None else {})
         if status != 200:
             raise AssertionError(f"connect answered {status}: {answer}")
-        return self.follow_callback(self.authorize(answer["authorize_url"]), accept_json)
+        return self.follow_callback(self.authorize(answer["start_url"]), accept_json)
 
     # ------------------------------------------------------------ grant invariant
 
@@ -961,10 +1038,15 @@ class Stack:
     # ------------------------------------------------------------ HTTP
 
     def request(self, method, path, key=None, body=None, headers=None, raw_body=None,
-                port=None, timeout=30, source_address=None):
+                port=None, timeout=30, source_address=None, browser=BROWSER):
         """One HTTP request through nginx. body is sent as JSON (with its
         Content-Type); raw_body (bytes or str) as it is. Answers (status,
-        headers with lower-case names, parsed JSON or text)."""
+        headers with lower-case names, parsed JSON or text). browser (a
+        Browser, or None for none) sends and keeps cookies; by default the
+        stack's own does on the OAuth paths. A connect's start_url is noted
+        for authorize()."""
+        if browser is BROWSER:
+            browser = self.browser if path.startswith(OAUTH_PREFIX) else None
         hdrs = {}
         data = None
         if body is not None:
@@ -974,6 +1056,8 @@ class Stack:
             data = raw_body.encode() if isinstance(raw_body, str) else raw_body
         if key is not None:
             hdrs["Authorization"] = f"Bearer {key}"
+        if browser is not None and browser.cookie_header(path.split("?")[0]):
+            hdrs["Cookie"] = browser.cookie_header(path.split("?")[0])
         hdrs.update(headers or {})
         conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout,
                                           source_address=source_address)
@@ -997,6 +1081,13 @@ class Stack:
                 parsed = json.loads(text)
             except ValueError:
                 parsed = text
+        if browser is not None:
+            browser.store(resp.msg.get_all("Set-Cookie") or [])
+        if method == "POST" and resp.status == 200 and isinstance(parsed, dict) and \
+                path.split("?")[0].endswith("/integrations/salesforce/connect") and \
+                "start_url" in parsed and url_state(parsed.get("authorize_url", "")):
+            with self._lock:
+                self._starts[url_state(parsed["authorize_url"])] = parsed["start_url"]
         return resp.status, out_headers, parsed
 
 
@@ -1042,16 +1133,15 @@ Paste these into another shell:
   # status of the demo org (disconnected at first)
   curl -s -H "Authorization: Bearer $VIEWER" {api}
 
-  # connect: sfconnect answers the Salesforce authorize_url
-  AUTH=$(curl -s -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
-      -d '{{"return_to":"/admin/"}}' {api}/connect | python3 -c 'import sys,json; print(json.load(sys.stdin)["authorize_url"])')
+  # connect: sfconnect answers the Salesforce authorize_url and a start_url on
+  # its own origin, which a browser opens (the callback needs its cookie)
+  START=$(curl -s -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \\
+      -d '{{"return_to":"/admin/"}}' {api}/connect | python3 -c 'import sys,json; print(json.load(sys.stdin)["start_url"])')
 
-  # "sign in" at the simulator (curl -i "$AUTH" shows it): it approves and
-  # redirects to our callback with a code and the state
-  CB=$(curl -s --cacert {ca} -o /dev/null -w '%{{redirect_url}}' "$AUTH"); echo "$CB"
-
-  # follow the callback: sfconnect exchanges the code and redirects with the OrgID
-  curl -s -i "$CB"
+  # play the browser with a cookie jar: start_url sets the cookie and 303s to the
+  # simulator's sign-in, which approves and redirects to our callback (the cookie
+  # goes along), which exchanges the code and redirects to return_to with the OrgID
+  curl -s --cacert {ca} -c jar -b jar -L -o /dev/null -w '%{{url_effective}}\\n' "$START"
 
   # status again: connected, with the 18-character salesforce_org_id
   curl -s -H "Authorization: Bearer $VIEWER" {api}
