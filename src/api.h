@@ -19,6 +19,7 @@
 
 #include "app.h"
 #include "http.h"
+#include "integ.h"
 
 struct ctx {
 	struct app			*app;
@@ -27,6 +28,9 @@ struct ctx {
 	struct principal		 who;
 	struct org			 org;		/* when the path has {org} */
 	char				 param_id[64];	/* when the path has {id} */
+	/* The org's integration as read with the key (ROUTE_INTEG routes). */
+	bool				 has_integ;
+	struct integration		 integ;
 };
 
 /* Handles one request completely, filling res. */
