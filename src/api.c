@@ -17,6 +17,12 @@
 
 enum route_flags {
 	ROUTE_NO_DB = 1 << 0,	/* the handler copes with the database down */
+	/*
+	 * A read handler of one org: its integration row comes with the key
+	 * (c->integ), in the same round trip. Never for a handler that writes
+	 * before it reads.
+	 */
+	ROUTE_INTEG = 1 << 1,
 };
 
 struct route {
@@ -33,15 +39,15 @@ struct route {
 static const struct route routes[] = {
 	{ "GET", "/healthz", ROLE_NONE, h_healthz, ROUTE_NO_DB },
 	{ "GET", "/metrics", ROLE_NONE, h_metrics, ROUTE_NO_DB },
-	{ "GET", SF, ROLE_VIEWER, h_status_get, 0 },
+	{ "GET", SF, ROLE_VIEWER, h_status_get, ROUTE_INTEG },
 	{ "DELETE", SF, ROLE_ADMIN, h_disconnect, 0 },
 	{ "POST", SF "/connect", ROLE_ADMIN, h_connect, 0 },
 	{ "POST", SF "/check", ROLE_ADMIN, h_check, 0 },
-	{ "GET", SF "/token", ROLE_SERVICE, h_token, 0 },
+	{ "GET", SF "/token", ROLE_SERVICE, h_token, ROUTE_INTEG },
 	{ "POST", "/api/v1/admin/integrations/check", ROLE_OPERATOR, h_admin_check, 0 },
 	{ "GET", "/api/v1/oauth/salesforce/callback", ROLE_NONE, h_callback, 0 },
 	{ "GET", "/api/v1/oauth/salesforce/start", ROLE_NONE, h_oauth_start, 0 },
-	{ "GET", ORG_API "/banners", ROLE_VIEWER, h_banners, 0 },
+	{ "GET", ORG_API "/banners", ROLE_VIEWER, h_banners, ROUTE_INTEG },
 	{ "GET", ORG_API "/audit", ROLE_ADMIN, h_audit, 0 },
 	{ "GET", "/api/v1/admin/integrations", ROLE_OPERATOR, h_admin_integrations, 0 },
 	{ "POST", "/api/v1/admin/orgs", ROLE_OPERATOR, h_admin_org_create, 0 },
@@ -400,9 +406,14 @@ lookup_answer(struct ctx *c, int rc, int status, const char *code,
 	return -1;
 }
 
-/* Returns 0 when the caller is known (c->who set), else -1 after answering. */
+/*
+ * Returns 0 when the caller is known (c->who set), else -1 after answering.
+ * The same round trip reads the org slug names (NULL: none) and, with
+ * want_integ, its integration into *a (caller clears).
+ */
 static int
-authenticate(struct ctx *c)
+authenticate(struct ctx *c, const char *slug, bool want_integ,
+    struct db_auth *a)
 {
 	const char	*auth = c->req->authorization, *key;
 	char		 hash[65];
@@ -417,26 +428,31 @@ authenticate(struct ctx *c)
 	while (*key == ' ')
 		key++;
 	crypto_sha256_hex(key, strlen(key), hash);
-	rc = db_key_lookup(c->app->db, hash, &c->who);
+	rc = db_auth_lookup(c->app->db, hash, slug, want_integ, a);
+	if (rc == DB_OK)
+		c->who = a->who;
 	return lookup_answer(c, rc, 401, "unauthorized", "the API key is not "
 	    "valid");
 }
 
-/* Checks that the caller may see org slug; loads c->org. 0, or -1 after answering. */
+/*
+ * Checks that the caller may see org slug (403 before saying whether it
+ * exists); sets c->org from a. 0, or -1 after answering.
+ */
 static int
-resolve_org(struct ctx *c, const char *slug)
+resolve_org(struct ctx *c, const char *slug, const struct db_auth *a)
 {
-	char	 msg[96];
-	int	 rc;
-
 	if (c->who.role != ROLE_OPERATOR && strcmp(c->who.org_slug, slug) != 0) {
 		api_error(c, 403, "forbidden", "this key may not access org %s",
 		    slug);
 		return -1;
 	}
-	rc = db_org_get(c->app->db, slug, &c->org);
-	snprintf(msg, sizeof(msg), "no org %s", slug);
-	return lookup_answer(c, rc, 404, "not_found", msg);
+	if (!a->has_org) {
+		api_error(c, 404, "not_found", "no org %s", slug);
+		return -1;
+	}
+	c->org = a->org;
+	return 0;
 }
 
 static int
@@ -471,6 +487,39 @@ find_route(const struct http_request *req, struct match *m, char *allow,
 		snprintf(allow + strlen(allow), allowlen - strlen(allow),
 		    ", OPTIONS");
 	return found;
+}
+
+/* Authenticates (one round trip), checks role and org, runs the handler. */
+static void
+run_route(struct ctx *c, const struct route *route, const struct match *m)
+{
+	struct db_auth	 auth = { .has_org = false };
+
+	if (route->role != ROLE_NONE) {
+		if (authenticate(c, m->has_org ? m->org : NULL,
+		    (route->flags & ROUTE_INTEG) != 0, &auth) == -1)
+			goto out;
+		if (!role_allows(c->who.role, route->role)) {
+			api_error(c, 403, "forbidden",
+			    "this endpoint needs the %s role", role_name(route->role));
+			goto out;
+		}
+	}
+	if (m->has_org && resolve_org(c, m->org, &auth) == -1)
+		goto out;
+	if (auth.has_integ) {
+		c->integ = auth.integ;
+		c->has_integ = true;
+		auth.has_integ = false;
+	}
+	if (m->has_id)
+		snprintf(c->param_id, sizeof(c->param_id), "%s", m->id);
+	route->handler(c);
+out:
+	if (c->has_integ)
+		db_integration_clear(&c->integ);
+	c->has_integ = false;
+	db_auth_clear(&auth);
 }
 
 static void
@@ -523,20 +572,7 @@ dispatch(struct ctx *c)
 		api_db_error(c, rc);
 		return;
 	}
-	if (route->role != ROLE_NONE) {
-		if (authenticate(c) == -1)
-			return;
-		if (!role_allows(c->who.role, route->role)) {
-			api_error(c, 403, "forbidden",
-			    "this endpoint needs the %s role", role_name(route->role));
-			return;
-		}
-	}
-	if (m.has_org && resolve_org(c, m.org) == -1)
-		return;
-	if (m.has_id)
-		snprintf(c->param_id, sizeof(c->param_id), "%s", m.id);
-	route->handler(c);
+	run_route(c, route, &m);
 }
 
 void

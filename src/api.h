@@ -19,6 +19,7 @@
 
 #include "app.h"
 #include "http.h"
+#include "integ.h"
 
 struct ctx {
 	struct app			*app;
@@ -28,6 +29,9 @@ struct ctx {
 	struct org			 org;		/* when the path has {org} */
 	char				 param_id[64];	/* when the path has {id} */
 	int				 route;		/* metrics slot: 1 + route index, 0 none */
+	/* The org's integration as read with the key (ROUTE_INTEG routes). */
+	bool				 has_integ;
+	struct integration		 integ;
 };
 
 /*

@@ -7,18 +7,36 @@
 #include "metrics.h"
 #include "status.h"
 
+/*
+ * Points *integ at the integration of c->org: the row read with the key
+ * when the route preloaded it, else one read now into own (the caller
+ * clears own). A db_rc.
+ */
+static int
+org_integration(struct ctx *c, struct integration *own,
+    const struct integration **integ)
+{
+	if (c->has_integ) {
+		*integ = &c->integ;
+		return DB_OK;
+	}
+	*integ = own;
+	return db_integration_get(c->app->db, c->org.id, own);
+}
+
 void
 api_status_reply(struct ctx *c)
 {
-	struct integration	 integ;
+	struct integration	 own = { .org_id = 0 };
+	const struct integration *integ;
 	int			 rc;
 
-	if ((rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK) {
+	if ((rc = org_integration(c, &own, &integ)) != DB_OK) {
 		api_db_error(c, rc);
 		return;
 	}
-	api_json(c, 200, status_object(&integ));
-	db_integration_clear(&integ);
+	api_json(c, 200, status_object(integ));
+	db_integration_clear(&own);
 }
 
 void
@@ -30,19 +48,20 @@ h_status_get(struct ctx *c)
 void
 h_banners(struct ctx *c)
 {
-	struct integration	 integ;
+	struct integration	 own = { .org_id = 0 };
+	const struct integration *integ;
 	cJSON			*root, *list, *banner;
 	int			 rc;
 
-	if ((rc = db_integration_get(c->app->db, c->org.id, &integ)) != DB_OK) {
+	if ((rc = org_integration(c, &own, &integ)) != DB_OK) {
 		api_db_error(c, rc);
 		return;
 	}
 	root = cJSON_CreateObject();
 	list = cJSON_AddArrayToObject(root, "banners");
-	if ((banner = status_banner(&integ)) != NULL)
+	if ((banner = status_banner(integ)) != NULL)
 		cJSON_AddItemToArray(list, banner);
-	db_integration_clear(&integ);
+	db_integration_clear(&own);
 	api_json(c, 200, root);
 }
 

@@ -74,7 +74,8 @@ h_token(struct ctx *c)
 	}
 	if (api_query_long(c, "generation", 0, 0x7fffffffL, -1, &generation) == -1)
 		return;
-	rc = lc_token(c->app, c->org.id, api_actor(c, actor, sizeof(actor)),
+	rc = lc_token(c->app, c->org.id, c->has_integ ? &c->integ : NULL,
+	    api_actor(c, actor, sizeof(actor)),
 	    has_force == 1 && (force[0] == '1' || force[0] == 't'), generation,
 	    &tok, &err);
 	http_add_header(c->res, "Cache-Control", "no-store");

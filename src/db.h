@@ -62,6 +62,27 @@ enum db_rc	 db_org_list(struct db *db, const char *after, int limit,
 /* API keys. hash_hex is the SHA-256 hex of the key. */
 enum db_rc	 db_key_lookup(struct db *db, const char *hash_hex,
 		    struct principal *who);
+/*
+ * What an authenticated request needs, read in one round trip: the key's
+ * principal, the org the path names (has_org: it exists and the key may see
+ * it, i.e. it is the key's own org or the key is an operator's) and, when
+ * asked for, that org's integration (has_integ; db_auth_clear frees it;
+ * false when the row could not be read: the caller reads it itself).
+ */
+struct db_auth {
+	struct principal	 who;
+	bool			 has_org;
+	struct org		 org;
+	bool			 has_integ;
+	struct integration	 integ;
+};
+/*
+ * DB_NOTFOUND when no live key has hash_hex (compared in constant time);
+ * slug NULL when the path names no org.
+ */
+enum db_rc	 db_auth_lookup(struct db *db, const char *hash_hex,
+		    const char *slug, bool want_integ, struct db_auth *out);
+void		 db_auth_clear(struct db_auth *a);
 /* Stores a key with the given id; org_id 0 for an operator key. */
 enum db_rc	 db_key_create(struct db *db, const char *id, long long org_id,
 		    enum role role, const char *label, const char *hash_hex,

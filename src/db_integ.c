@@ -53,11 +53,11 @@ dup_nullable(const PGresult *res, int row, int col)
 	    strdup(PQgetvalue(res, row, col));
 }
 
-/* Fills integ from row of a result with INTEG_COLS; -1 on out of memory. */
-static int
-load_integration(const PGresult *res, int row, struct integration *integ)
+int
+dbi_load_integration(const PGresult *res, int row, int col0,
+    struct integration *integ)
 {
-	int	 c = 0, status_ok;
+	int	 c = col0, status_ok;
 
 	memset(integ, 0, sizeof(*integ));
 	integ->org_id = dbi_ll_col(res, row, c++);
@@ -98,12 +98,20 @@ load_integration(const PGresult *res, int row, struct integration *integ)
 		db_integration_clear(integ);
 		return -1;
 	}
-	if ((!PQgetisnull(res, row, 12) && integ->access_token_enc == NULL) ||
-	    (!PQgetisnull(res, row, 13) && integ->refresh_token_enc == NULL)) {
+	if ((!PQgetisnull(res, row, col0 + 12) && integ->access_token_enc == NULL) ||
+	    (!PQgetisnull(res, row, col0 + 13) &&
+	    integ->refresh_token_enc == NULL)) {
 		db_integration_clear(integ);
 		return -1;
 	}
 	return 0;
+}
+
+/* Fills integ from row of a result with INTEG_COLS; -1 on out of memory. */
+static int
+load_integration(const PGresult *res, int row, struct integration *integ)
+{
+	return dbi_load_integration(res, row, 0, integ);
 }
 
 void

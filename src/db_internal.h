@@ -56,6 +56,7 @@ enum stmt {
 	ST_OUTBOX_NEXT_DUE,
 	ST_CHECK_LAG,
 	ST_STATE_START,
+	ST_AUTH_ORG,
 	ST__MAX
 };
 
@@ -88,6 +89,12 @@ enum db_rc	 dbi_run_json_array(struct db *db, enum stmt st, int n,
 /* Runs sql (no parameters) outside the statement table. A db_rc. */
 enum db_rc	 dbi_exec_simple(struct db *db, const char *sql);
 /* Column col of row as text into dst (cut to dstlen), or as a number. */
+/*
+ * Fills integ from the INTEG_COLS of row starting at column col0; -1 on a
+ * bad row or out of memory (integ is then cleared).
+ */
+int		 dbi_load_integration(const PGresult *res, int row, int col0,
+		    struct integration *integ);
 void		 dbi_copy_col(const PGresult *res, int row, int col, char *dst,
 		    size_t dstlen);
 long long	 dbi_ll_col(const PGresult *res, int row, int col);

@@ -16,13 +16,20 @@
 
 /* Orgs. */
 
+/* Fills org from the four org columns of row starting at col0. */
+static void
+load_org_at(const PGresult *res, int row, int col0, struct org *org)
+{
+	org->id = dbi_ll_col(res, row, col0);
+	dbi_copy_col(res, row, col0 + 1, org->slug, sizeof(org->slug));
+	dbi_copy_col(res, row, col0 + 2, org->name, sizeof(org->name));
+	org->created_at = (time_t)dbi_ll_col(res, row, col0 + 3);
+}
+
 static void
 load_org(const PGresult *res, int row, struct org *org)
 {
-	org->id = dbi_ll_col(res, row, 0);
-	dbi_copy_col(res, row, 1, org->slug, sizeof(org->slug));
-	dbi_copy_col(res, row, 2, org->name, sizeof(org->name));
-	org->created_at = (time_t)dbi_ll_col(res, row, 3);
+	load_org_at(res, row, 0, org);
 }
 
 enum db_rc
@@ -67,28 +74,77 @@ db_org_list(struct db *db, const char *after, int limit, cJSON *array)
 
 /* API keys. */
 
+/*
+ * The key columns of ST_KEY_LOOKUP (and ST_AUTH_ORG) into who: DB_OK when
+ * res holds one row whose hash equals hash_hex (in constant time).
+ */
+static enum db_rc
+load_principal(const PGresult *res, const char *hash_hex, struct principal *who)
+{
+	char	 role[16];
+
+	if (PQntuples(res) != 1 ||
+	    !crypto_ct_streq(PQgetvalue(res, 0, 5), hash_hex))
+		return DB_NOTFOUND;
+	dbi_copy_col(res, 0, 0, who->key_id, sizeof(who->key_id));
+	dbi_copy_col(res, 0, 1, role, sizeof(role));
+	who->org_id = dbi_ll_col(res, 0, 2);
+	dbi_copy_col(res, 0, 3, who->org_slug, sizeof(who->org_slug));
+	dbi_copy_col(res, 0, 4, who->label, sizeof(who->label));
+	return role_parse(role, &who->role) == 0 ? DB_OK : DB_NOTFOUND;
+}
+
 enum db_rc
 db_key_lookup(struct db *db, const char *hash_hex, struct principal *who)
 {
 	PGresult	*res;
-	char		 role[16];
 	enum db_rc	 rc = dbi_run(db, ST_KEY_LOOKUP, 1, &hash_hex, &res);
 
 	if (rc != DB_OK)
 		return rc;
-	rc = DB_NOTFOUND;
-	if (PQntuples(res) == 1 &&
-	    crypto_ct_streq(PQgetvalue(res, 0, 5), hash_hex)) {
-		dbi_copy_col(res, 0, 0, who->key_id, sizeof(who->key_id));
-		dbi_copy_col(res, 0, 1, role, sizeof(role));
-		who->org_id = dbi_ll_col(res, 0, 2);
-		dbi_copy_col(res, 0, 3, who->org_slug, sizeof(who->org_slug));
-		dbi_copy_col(res, 0, 4, who->label, sizeof(who->label));
-		if (role_parse(role, &who->role) == 0)
-			rc = DB_OK;
-	}
+	rc = load_principal(res, hash_hex, who);
 	PQclear(res);
 	return rc;
+}
+
+/* ST_AUTH_ORG's columns: the key's 6, the org's 4 at 6, INTEG_COLS at 10. */
+#define AUTH_ORG_COL	6
+#define AUTH_INTEG_COL	10
+
+enum db_rc
+db_auth_lookup(struct db *db, const char *hash_hex, const char *slug,
+    bool want_integ, struct db_auth *out)
+{
+	const char	*params[3] = { hash_hex, slug != NULL ? slug : "",
+			    want_integ ? "t" : "f" };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = dbi_run(db, ST_AUTH_ORG, 3, params, &res)) != DB_OK)
+		return rc;
+	if ((rc = load_principal(res, hash_hex, &out->who)) != DB_OK)
+		goto out;
+	if (PQgetisnull(res, 0, AUTH_ORG_COL))
+		goto out;
+	load_org_at(res, 0, AUTH_ORG_COL, &out->org);
+	out->has_org = true;
+	if (PQgetisnull(res, 0, AUTH_INTEG_COL))
+		goto out;
+	/* A row that cannot be read is left to the handler's own read (a 500). */
+	out->has_integ = dbi_load_integration(res, 0, AUTH_INTEG_COL,
+	    &out->integ) == 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+void
+db_auth_clear(struct db_auth *a)
+{
+	if (a->has_integ)
+		db_integration_clear(&a->integ);
+	a->has_integ = false;
 }
 
 enum db_rc

@@ -308,6 +308,22 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "AND nonce_hash IS NULL AND expires_at > now() "
 	    "RETURNING state_hash, authorize_url_enc, "
 	    "greatest(ceil(extract(epoch from expires_at - now())), 1)::bigint",
+	/*
+	 * One authenticated request in one round trip: the key ($1: its hash),
+	 * the org of the path ($2, '' for none) when the key may see it (its
+	 * own org, or any for an operator), and with $3 = 't' its integration.
+	 * Columns: the key as ST_KEY_LOOKUP's, the org as ST_ORG_GET's, then
+	 * INTEG_COLS (NULL without an org or without $3).
+	 */
+	[ST_AUTH_ORG] =
+	    "SELECT k.id, k.role, coalesce(k.org_id, 0), " TXT("ko.slug") ", "
+	    "k.label, k.key_hash, o.id, o.slug, o.name, " TS("o.created_at")
+	    ", " INTEG_COLS " FROM api_keys k "
+	    "LEFT JOIN orgs ko ON ko.id = k.org_id "
+	    "LEFT JOIN orgs o ON o.slug = $2 "
+	    "  AND (k.role = 'operator' OR o.id = k.org_id) "
+	    "LEFT JOIN integrations i ON $3 = 't' AND i.org_id = o.id "
+	    "WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
 };
 
 
@@ -324,6 +340,7 @@ const bool db_stmt_is_read[ST__MAX] = {
 	[ST_OUTBOX_LIST] = true, [ST_OUTBOX_GAUGES] = true,
 	[ST_OUTBOX_COUNTS] = true, [ST_OUTBOX_NEXT_DUE] = true,
 	[ST_CHECK_LAG] = true,
+	[ST_AUTH_ORG] = true,
 };
 
 

@@ -475,8 +475,9 @@ answer_from_row(struct app *app, const struct integration *integ, bool force,
 }
 
 enum lc_rc
-lc_token(struct app *app, long long org_id, const char *actor, bool force,
-    long long generation, struct lc_token *out, struct sf_error *err)
+lc_token(struct app *app, long long org_id, const struct integration *row,
+    const char *actor, bool force, long long generation, struct lc_token *out,
+    struct sf_error *err)
 {
 	struct integration	 integ = { .org_id = 0 };
 	struct sf_refresh_job	 job = { .rc = 0 };
@@ -486,9 +487,11 @@ lc_token(struct app *app, long long org_id, const char *actor, bool force,
 
 	memset(out, 0, sizeof(*out));
 	memset(err, 0, sizeof(*err));
-	if ((rc = db_integration_get(app->db, org_id, &integ)) != DB_OK)
+	if (row == NULL &&
+	    (rc = db_integration_get(app->db, org_id, &integ)) != DB_OK)
 		return lc_from_db(rc);
-	if (answer_from_row(app, &integ, force, generation, out, err, &lrc))
+	if (answer_from_row(app, row != NULL ? row : &integ, force, generation,
+	    out, err, &lrc))
 		goto out;
 	db_integration_clear(&integ);
 

@@ -58,9 +58,11 @@ void	lc_token_clear(struct lc_token *t);
  * access_token_max_age_s, or when force is set: then only if the stored
  * generation still equals generation (>= 0), or without a generation
  * (-1) only if the last refresh is older than 5 s. On failure err says
- * why when Salesforce was involved.
+ * why when Salesforce was involved. row: org's integration as just read
+ * (without a lock), or NULL to read it here.
  */
-enum lc_rc	lc_token(struct app *app, long long org_id, const char *actor,
+enum lc_rc	lc_token(struct app *app, long long org_id,
+		    const struct integration *row, const char *actor,
 		    bool force, long long generation, struct lc_token *out,
 		    struct sf_error *err);
 /* Refreshes org now (the admin's check). */

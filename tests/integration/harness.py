@@ -17,6 +17,9 @@ Python 3 standard library only. Environment knobs:
   SFC_KEEP / KEEP keep the temporary directory after stop()
   SFC_VERBOSE     print what the harness does on stderr
 
+Stack(nginx_extra=TEXT) adds TEXT (e.g. locations; placeholders such as
+@PREFIX@ are rendered) to the server block of nginx (bench/ uses it).
+
 Stack(pg_proxy=True) puts tests/integration/pgproxy.py between sfconnectd and
 PostgreSQL (stack.pg_proxy arms its faults); psql() and sfconnect-admin still
 go direct. assert_grant_invariant() checks that every grant alive at the
@@ -310,8 +313,10 @@ class Stack:
     """The whole stack in one temporary directory. See the module docstring."""
 
     def __init__(self, workers=2, config=None, daemon_env=None, port=None,
-                 fakesf=True, build_dir=None, keep=None, pg_proxy=False):
+                 fakesf=True, build_dir=None, keep=None, pg_proxy=False,
+                 nginx_extra=None):
         self.workers = workers
+        self.nginx_extra = nginx_extra  # text added to nginx's server block
         self.want_pg_proxy = pg_proxy
         self.pg_proxy = None       # a pgproxy.PgProxy when pg_proxy
         self.config_overrides = dict(config or {})
@@ -862,6 +867,8 @@ class Stack:
                     continue
                 line = line[len("#web#"):]
             out.append(line)
+            if self.nginx_extra and line.strip() == "server_name localhost;":
+                out.append(self.nginx_extra)
         text = "\n".join(out) + "\n"
         for k, v in (("@PREFIX@", prefix), ("@LISTEN@", listen), ("@SOCKET@", socket_path),
                      ("@WEBROOT@", webroot), ("@USER_LINE@", "user root;" if IS_ROOT else "")):
