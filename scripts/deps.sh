@@ -7,7 +7,7 @@ set -eu
 PACKAGES="build-essential autoconf automake libtool pkg-config
 libfcgi-dev libcurl4-openssl-dev libcjson-dev libpq-dev libssl-dev libcmocka-dev
 postgresql curl ca-certificates openssl python3 valgrind clang
-libclang-rt-14-dev wrk faketime"
+libclang-rt-14-dev wrk faketime chromium fonts-dejavu-core"
 # promtool (tests/integration/test_metrics.py checks /metrics and the alert rules)
 PACKAGES="$PACKAGES prometheus"
 LOG="${SFC_DEPS_LOG:-/tmp/sfconnect-deps.log}"
@@ -18,6 +18,10 @@ for p in $PACKAGES; do
 		missing="$missing $p"
 	fi
 done
+# Node.js and npm for the browser tests (tests/browser): any install will do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 # Any nginx flavour will do (the full one or nginx-light).
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 	missing="$missing nginx-light"

@@ -28,4 +28,6 @@ if ! { ./autogen.sh && ./configure &&
 	exit 1
 fi
 
+# The page lives at /admin/ here: the banner's Reconnect action points there.
+export SFCONNECT_BANNER_ACTION_URL="${SFCONNECT_BANNER_ACTION_URL:-/admin/}"
 exec "$PY" tests/integration/harness.py --serve --port "${SFC_PORT:-8080}"

@@ -2,7 +2,7 @@
 # The test command: installs dependencies, builds, runs every suite (cmocka
 # unit tests through `make check` under valgrind, the simulator's self-test,
 # the fuzz smoke, the integration suite through nginx against real PostgreSQL
-# on an ASan+UBSan build) and ends with one line:
+# on an ASan+UBSan build, the admin page in Chromium) and ends with one line:
 #   N passed, N failed
 # Exit status 0 only when nothing failed; any valgrind or sanitizer report
 # is a failure.
@@ -23,6 +23,8 @@
 #                    (the integration suite then uses the plain build)
 #   SFC_SKIP_DEPS=1  do not run scripts/deps.sh
 #   SFC_INTEGRATION_ARGS="-k pattern"  passed to tests/integration/run.py
+# The browser tests (tests/browser) run on the build the integration suite
+# uses; their screenshots stay in tests/browser/out/.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -234,5 +236,35 @@ if [ "$i_rc" -ne 0 ] && [ "$i_fail" -eq 0 ]; then
 	i_fail=1
 fi
 add "$i_pass" "$i_fail"
+
+# ---------------------------------------------------------------- browser
+# The admin page in Debian's Chromium (playwright-core from npm, pinned by
+# tests/browser/package-lock.json), against its own stack on the same build.
+stage "browser tests (tests/browser, Chromium)"
+B_LOG="$LOGDIR/browser.log"
+b_rc=0
+if [ ! -d tests/browser/node_modules/playwright-core ] ||
+    [ ! -d tests/browser/node_modules/axe-core ]; then
+	(cd tests/browser && npm ci --no-audit --no-fund) >"$LOGDIR/npm.log" 2>&1 ||
+	    { tail -n 20 "$LOGDIR/npm.log"; b_rc=1; }
+fi
+if [ "$b_rc" -eq 0 ]; then
+	SFC_BROWSER_OUT="$ROOT/tests/browser/out" SFC_PYTHON="$PY" \
+	    timeout -k 10 300 node tests/browser/run.mjs >"$B_LOG" 2>&1
+	b_rc=$?
+fi
+b_pass=$(sed -n 's/^browser: \([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$B_LOG" 2>/dev/null | tail -n 1)
+b_fail=$(sed -n 's/^browser: [0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$B_LOG" 2>/dev/null | tail -n 1)
+b_pass=${b_pass:-0}
+b_fail=${b_fail:-0}
+if [ "$b_rc" -ne 0 ] && [ "$b_fail" -eq 0 ]; then
+	echo "FAILED: the browser tests exited $b_rc"
+	b_fail=1
+fi
+if [ "$b_fail" -ne 0 ]; then
+	grep -v '^ok - ' "$B_LOG" | tail -n 60
+fi
+echo "browser: $b_pass passed, $b_fail failed (screenshots: tests/browser/out/)"
+add "$b_pass" "$b_fail"
 
 finish

@@ -49,6 +49,7 @@ static const struct cfg_key keys[] = {
 	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
 	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
 	{ "connect_bind_browser", CFG_LONG, S(connect_bind_browser), "true", 0, 0, 1 },
+	{ "banner_action_url", CFG_STR, S(banner_action_url), "/admin/integrations", 0, 0, 0 },
 };
 #undef S
 

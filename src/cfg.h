@@ -36,6 +36,7 @@ struct cfg {
 	char	*cors_allowed_origins;
 	char	*log_level;
 	long	 connect_bind_browser;	/* 1: the callback needs start_url's cookie */
+	char	*banner_action_url;	/* the invalid-token banner's action href */
 };
 
 /*

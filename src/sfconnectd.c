@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "secret.h"
 #include "sf.h"
+#include "status.h"
 #include "webhook.h"
 
 /*
@@ -523,6 +524,7 @@ main(int argc, char *argv[])
 	}
 	log_set_level(level);
 	app.cfg = &cfg;
+	status_set_banner_href(cfg.banner_action_url);
 	if (load_secrets(&app, &cfg) == -1 || check_schema(&cfg) == -1)
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)

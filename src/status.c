@@ -12,6 +12,17 @@
 	"until revoked\", then reconnect."
 #define BANNER_HREF	"/admin/integrations"
 
+/* Set at start-up (before the workers fork); a copy, so a reload may free the cfg. */
+static char banner_href[512] = BANNER_HREF;
+
+void
+status_set_banner_href(const char *href)
+{
+	if (href == NULL || href[0] == '\0' || strlen(href) >= sizeof(banner_href))
+		href = BANNER_HREF;
+	memcpy(banner_href, href, strlen(href) + 1);
+}
+
 cJSON *
 status_banner(const struct integration *integ)
 {
@@ -26,7 +37,7 @@ status_banner(const struct integration *integ)
 	cJSON_AddStringToObject(banner, "hint", BANNER_HINT);
 	action = cJSON_AddObjectToObject(banner, "action");
 	cJSON_AddStringToObject(action, "label", "Reconnect");
-	cJSON_AddStringToObject(action, "href", BANNER_HREF);
+	cJSON_AddStringToObject(action, "href", banner_href);
 	return banner;
 }
 

@@ -10,5 +10,7 @@
 cJSON	*status_object(const struct integration *integ);
 /* The banner of an integration, or NULL when it needs none. Caller owns it. */
 cJSON	*status_banner(const struct integration *integ);
+/* The banner action's href (config banner_action_url; copied, at most 511 bytes). */
+void	 status_set_banner_href(const char *href);
 
 #endif

@@ -1164,7 +1164,8 @@ Paste these into another shell:
   curl -s {base}/healthz
 """, flush=True)
         if web:
-            print(f"Admin page: {base}/admin/  (paste the ADMIN key there)\n", flush=True)
+            print(f"Admin page, signed in as the demo admin (the key is in the fragment, never sent):\n"
+                  f"  {base}/admin/#key={keys['admin']}&org=demo\n", flush=True)
         print("Logs: " + stack.daemon.log_path + "   Press Ctrl-C to stop.", flush=True)
         while not stop.wait(1):
             if not stack.daemon.alive():

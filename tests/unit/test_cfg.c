@@ -139,6 +139,7 @@ test_values_and_defaults(void **state)
 	assert_int_equal(cfg.refresh_lock_timeout_ms, 25000);
 	assert_int_equal(cfg.audit_retention_days, 400);
 	assert_string_equal(cfg.log_level, "info");
+	assert_string_equal(cfg.banner_action_url, "/admin/integrations");
 	/* optional strings are "" rather than NULL */
 	assert_non_null(cfg.tls_ca_file);
 	assert_string_equal(cfg.tls_ca_file, "");
