@@ -341,11 +341,18 @@ try {
       return res.json();
     });
     if (!r.start_url) { console.log("# skip: the API answers no start_url yet (browser binding not merged)"); return; }
-    let callback = null;
-    await admin.route("**/api/v1/oauth/salesforce/callback**", (route) => { callback = route.request().url(); route.abort(); });
-    await admin.goto(new URL(r.start_url, BASE).href).catch(() => {});
-    await admin.waitForFunction(() => true);
-    await admin.unroute("**/api/v1/oauth/salesforce/callback**");
+    // Playwright does not route a navigation's redirects: walk the two hops
+    // with the admin browser's own request context (its cookie jar), so the
+    // start binds the admin's browser, then open the callback elsewhere.
+    const jar = admin.context().request;
+    const start = await jar.get(new URL(r.start_url, BASE).href, { maxRedirects: 0 });
+    const authorize = start.headers()["location"];
+    assert(start.status() === 303 && authorize, `start answered ${start.status()}`);
+    // Node does not resolve *.localhost as Chromium does: ask the simulator by address.
+    const byAddress = new URL(authorize);
+    byAddress.hostname = "127.0.0.1";
+    const approved = await jar.get(byAddress.href, { maxRedirects: 0, ignoreHTTPSErrors: true });
+    const callback = approved.headers()["location"];
     assert(callback, "the simulator redirected to the callback");
     const other = await newPage();
     await other.goto(callback);
