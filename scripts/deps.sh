@@ -7,7 +7,7 @@ set -eu
 PACKAGES="build-essential autoconf automake libtool pkg-config
 libfcgi-dev libcurl4-openssl-dev libcjson-dev libpq-dev libssl-dev libcmocka-dev
 postgresql curl ca-certificates openssl python3 valgrind clang
-libclang-rt-14-dev wrk faketime chromium fonts-dejavu-core"
+libclang-rt-14-dev wrk faketime chromium fonts-dejavu-core debhelper"
 # promtool (tests/integration/test_metrics.py checks /metrics and the alert rules)
 PACKAGES="$PACKAGES prometheus"
 LOG="${SFC_DEPS_LOG:-/tmp/sfconnect-deps.log}"

@@ -2,6 +2,7 @@
  * keyring: see keyring.h. AES-256-GCM through the EVP APIs.
  */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@
 #define SEAL_PREFIX_LEN	3
 /* "v1:xxxxxxxx:" */
 #define SEAL_HEADER_LEN	(SEAL_PREFIX_LEN + KEY_ID_LEN + 1)
+/* The configuration keys the paths come from, named in error lines. */
+#define KEYRING_CURRENT_SETTING		"token_key_file"
+#define KEYRING_PREVIOUS_SETTING	"token_previous_key_files"
 
 struct keyring_key {
 	unsigned char	 key[SECRET_KEY_LEN];
@@ -48,18 +52,37 @@ load_key(const char *path, struct keyring_key *k, char *err, size_t errlen)
 }
 
 /*
+ * Puts "<setting>: " in front of the reason in err, so the line names the
+ * configuration key as well as the file.
+ */
+static void
+name_setting(char *err, size_t errlen, const char *setting)
+{
+	char	 reason[512];
+
+	if (err == NULL || errlen == 0)
+		return;
+	snprintf(reason, sizeof(reason), "%s", err);
+	snprintf(err, errlen, "%s: %s", setting, reason);
+}
+
+/*
  * Adds the key in path to kr unless the same key is already there.
- * 0 ok; -1 with a reason in err.
+ * setting names the configuration key the path came from. 0 ok; -1 with
+ * a reason in err.
  */
 static int
-keyring_add(struct keyring *kr, const char *path, char *err, size_t errlen)
+keyring_add(struct keyring *kr, const char *setting, const char *path,
+    char *err, size_t errlen)
 {
 	struct keyring_key	 k;
 	size_t			 i;
 	int			 rc = -1;
 
-	if (load_key(path, &k, err, errlen) != 0)
+	if (load_key(path, &k, err, errlen) != 0) {
+		name_setting(err, errlen, setting);
 		goto out;
+	}
 	for (i = 0; i < kr->n; i++) {
 		if (strcmp(kr->keys[i].id, k.id) != 0)
 			continue;
@@ -70,11 +93,13 @@ keyring_add(struct keyring *kr, const char *path, char *err, size_t errlen)
 		secret_file_error(err, errlen, "key file", path,
 		    "key id %s collides with another key; generate a new key",
 		    k.id);
+		name_setting(err, errlen, setting);
 		goto out;
 	}
 	if (kr->n == KEYRING_MAX_KEYS) {
 		secret_file_error(err, errlen, "key file", path,
 		    "too many keys (max %d)", KEYRING_MAX_KEYS);
+		name_setting(err, errlen, setting);
 		goto out;
 	}
 	kr->keys[kr->n++] = k;
@@ -104,7 +129,8 @@ keyring_load(struct keyring **out, const char *current_path,
 		    "out of memory");
 		goto out;
 	}
-	if (keyring_add(kr, current_path, err, errlen) != 0)
+	if (keyring_add(kr, KEYRING_CURRENT_SETTING, current_path, err,
+	    errlen) != 0)
 		goto out;
 	for (p = previous_paths; p != NULL && *p != '\0';) {
 		size_t n;
@@ -121,7 +147,8 @@ keyring_load(struct keyring **out, const char *current_path,
 		}
 		memcpy(path, p, n);
 		path[n] = '\0';
-		if (keyring_add(kr, path, err, errlen) != 0)
+		if (keyring_add(kr, KEYRING_PREVIOUS_SETTING, path, err,
+		    errlen) != 0)
 			goto out;
 		p += n;
 	}

@@ -26,7 +26,8 @@ struct keyring;
  * previous_paths: NULL or space-separated paths of older keys still
  * accepted for reading (a key repeated is ignored). Returns 0 with *out
  * owned by the caller (keyring_free), or -1 with a one-line reason in err
- * naming the file (never the key) and *out untouched.
+ * naming the configuration key (token_key_file or token_previous_key_files)
+ * and the file (never the key) and *out untouched.
  */
 int	keyring_load(struct keyring **out, const char *current_path,
 	    const char *previous_paths, char *err, size_t errlen);

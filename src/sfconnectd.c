@@ -1,11 +1,16 @@
 /*
  * sfconnectd: the supervisor binds the FastCGI socket, preforks the workers,
- * restarts any that die, and on SIGTERM lets in-flight requests finish.
+ * restarts any that die, and on SIGTERM lets in-flight requests finish. On
+ * SIGHUP it re-reads the configuration and replaces the workers (the old
+ * ones finish their requests); `--check-config` validates and exits.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +56,12 @@
 #define CHILD_WEBHOOKS	(-2)	/* and for the webhook deliverer */
 #define WEBHOOK_POLL_MS	1000	/* a look for due retries at least this often */
 #define WEBHOOK_MIN_WAIT_MS 20	/* due but claimed elsewhere: no busy loop */
+#define LOG_LEVEL_ERROR	"config: log_level: must be debug, info, warn or error"
 
 static volatile sig_atomic_t	 stop_requested;
 static volatile sig_atomic_t	 child_exited;
+static volatile sig_atomic_t	 reload_requested;
+static const char		*config_path;	/* re-read on SIGHUP */
 
 static void
 on_stop(int sig)
@@ -67,6 +75,46 @@ on_child(int sig)
 {
 	(void)sig;
 	child_exited = 1;
+}
+
+static void
+on_reload(int sig)
+{
+	(void)sig;
+	reload_requested = 1;
+}
+
+/*
+ * Tells systemd (Type=notify) how the service is: "READY=1",
+ * "RELOADING=1", "STOPPING=1". One datagram to $NOTIFY_SOCKET, a unix
+ * socket path or, with a leading '@', an abstract name; nothing without
+ * it. No libsystemd: this is all sd_notify() does for a single state.
+ */
+static void
+notify_systemd(const char *state)
+{
+	struct sockaddr_un	 sun;
+	const char		*name = getenv("NOTIFY_SOCKET");
+	size_t			 len;
+	socklen_t		 alen;
+	int			 fd;
+
+	if (name == NULL || (name[0] != '/' && name[0] != '@') ||
+	    (len = strlen(name)) < 2 || len >= sizeof(sun.sun_path))
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, name, len);
+	if (name[0] == '@')
+		sun.sun_path[0] = '\0';
+	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+	    (name[0] == '/'));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+	    (struct sockaddr *)&sun, alen) == -1)
+		log_warn("notify", "NOTIFY_SOCKET: %s", strerror(errno));
+	close(fd);
 }
 
 static void
@@ -150,28 +198,56 @@ open_listener(const struct cfg *cfg)
 	return bind_tcp(cfg->listen);
 }
 
+/*
+ * Reads the secret file named by the configuration key setting; NULL with
+ * a line in err that names the key and the file.
+ */
+static char *
+read_setting_secret(const char *setting, const char *path, char *err,
+    size_t errlen)
+{
+	char	 reason[448];
+	char	*secret;
+
+	if ((secret = secret_read_file(path, reason, sizeof(reason))) == NULL)
+		snprintf(err, errlen, "%s: %s", setting, reason);
+	return secret;
+}
+
+/*
+ * Loads the secrets a worker needs into app; -1 with one line in err
+ * naming the configuration key at fault.
+ */
+static int
+load_secrets_err(struct app *app, const struct cfg *cfg, char *err,
+    size_t errlen)
+{
+	if (keyring_load(&app->keyring, cfg->token_key_file,
+	    cfg->token_previous_key_files, err, errlen) == -1 ||
+	    (app->client_secret = read_setting_secret(
+	    "salesforce_client_secret_file", cfg->salesforce_client_secret_file,
+	    err, errlen)) == NULL)
+		return -1;
+	if (cfg->webhook_url[0] != '\0' && (!webhook_url_ok(cfg->webhook_url) ||
+	    cfg->webhook_secret_file[0] == '\0')) {
+		snprintf(err, errlen, "webhook_url: must be an https:// URL (or "
+		    "http:// on loopback), with webhook_secret_file set");
+		return -1;
+	}
+	if (cfg->webhook_secret_file[0] != '\0' &&
+	    (app->webhook_secret = read_setting_secret("webhook_secret_file",
+	    cfg->webhook_secret_file, err, errlen)) == NULL)
+		return -1;
+	return 0;
+}
+
 /* Loads the secrets a worker needs into app; -1 after logging why. */
 static int
 load_secrets(struct app *app, const struct cfg *cfg)
 {
 	char	 err[512];
 
-	if (keyring_load(&app->keyring, cfg->token_key_file,
-	    cfg->token_previous_key_files, err, sizeof(err)) == -1 ||
-	    (app->client_secret = secret_read_file(
-	    cfg->salesforce_client_secret_file, err, sizeof(err))) == NULL) {
-		log_error("config", "%s", err);
-		return -1;
-	}
-	if (cfg->webhook_url[0] != '\0' && (!webhook_url_ok(cfg->webhook_url) ||
-	    cfg->webhook_secret_file[0] == '\0')) {
-		log_error("config", "webhook_url: must be an https:// URL (or "
-		    "http:// on loopback), with webhook_secret_file set");
-		return -1;
-	}
-	if (cfg->webhook_secret_file[0] != '\0' &&
-	    (app->webhook_secret = secret_read_file(
-	    cfg->webhook_secret_file, err, sizeof(err))) == NULL) {
+	if (load_secrets_err(app, cfg, err, sizeof(err)) == -1) {
 		log_error("config", "%s", err);
 		return -1;
 	}
@@ -364,9 +440,9 @@ count_alive(const pid_t *pids, int n)
 	return alive;
 }
 
-/* Reaps exited children; clears their slots. */
+/* Reaps exited children; clears their slots (a restart is logged for slots below nlog). */
 static void
-reap(pid_t *pids, int n)
+reap(pid_t *pids, int n, int nlog)
 {
 	pid_t	 pid;
 	int	 status;
@@ -375,7 +451,7 @@ reap(pid_t *pids, int n)
 		for (int i = 0; i < n; i++)
 			if (pids[i] == pid) {
 				pids[i] = 0;
-				if (!stop_requested) {
+				if (!stop_requested && i < nlog) {
 					metrics_worker_restart();
 					log_warn("worker_exited", "worker %ld "
 					    "exited (status %d); restarting",
@@ -418,32 +494,130 @@ stop_workers(pid_t *pids, int n, const struct cfg *cfg)
 	while (count_alive(pids, n) > 0 && time(NULL) < deadline) {
 		signal_all(pids, n, SIGTERM);
 		usleep(100 * 1000);
-		reap(pids, n);
+		reap(pids, n, 0);
 	}
 	if (count_alive(pids, n) > 0) {
 		log_warn("stopping", "killing workers still busy");
 		signal_all(pids, n, SIGKILL);
 		while (count_alive(pids, n) > 0 && waitpid(-1, NULL, 0) > 0)
-			reap(pids, n);
+			reap(pids, n, 0);
 	}
 }
 
-/* Runs with SIGCHLD, SIGTERM and SIGINT blocked but inside sigsuspend(). */
+/* Children of one generation: the workers, the checker, the deliverer. */
+#define GEN_SLOTS	(MAX_WORKERS + 2)
+/* Slots for generations still finishing their requests after a reload. */
+#define OLD_SLOTS	(3 * GEN_SLOTS)
+
+/* The current generation's size for cfg: workers, checker, deliverer. */
 static int
-supervise(int listen_fd, struct app *app)
+generation_size(const struct cfg *cfg)
 {
-	pid_t		 pids[MAX_WORKERS + 2] = { 0 };
-	int		 workers = (int)app->cfg->workers;
+	return (int)cfg->workers + 1 + (cfg->webhook_url[0] != '\0');
+}
+
+/*
+ * Moves the current generation's children to free old slots and tells
+ * them to stop (a request in flight finishes). -1 when the old slots are
+ * full (too many reloads while old children still finish).
+ */
+static int
+retire_generation(pid_t *pids, int n)
+{
+	int	 free_slots = 0, j = GEN_SLOTS;
+
+	for (int i = GEN_SLOTS; i < GEN_SLOTS + OLD_SLOTS; i++)
+		free_slots += pids[i] == 0;
+	if (free_slots < count_alive(pids, n))
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (pids[i] <= 0)
+			continue;
+		while (pids[j] != 0)
+			j++;
+		pids[j] = pids[i];
+		pids[i] = 0;
+		kill(pids[j], SIGTERM);
+	}
+	return 0;
+}
+
+/*
+ * SIGHUP: re-reads config_path and the secret files it names. When all is
+ * valid the current children are replaced by new ones (the old ones finish
+ * what they are doing); otherwise the running configuration stays and the
+ * reason is logged. The listening socket is kept: a change of listen
+ * needs a restart.
+ */
+static void
+reload(pid_t *pids, int *n, struct app *app, struct cfg *cfg)
+{
+	struct cfg	 next;
+	struct app	 loaded;
+	char		 err[512];
+	enum log_level	 level;
+
+	notify_systemd("RELOADING=1");
+	memset(&loaded, 0, sizeof(loaded));
+	if (cfg_load(&next, config_path, err, sizeof(err)) == -1)
+		goto invalid;
+	if (log_parse_level(next.log_level, &level) == -1) {
+		snprintf(err, sizeof(err), "%s", LOG_LEVEL_ERROR);
+		goto invalid;
+	}
+	if (load_secrets_err(&loaded, &next, err, sizeof(err)) == -1)
+		goto invalid;
+	if (strcmp(next.listen, cfg->listen) != 0) {
+		log_warn("reload", "listen: a change needs a restart; still "
+		    "listening on %s", cfg->listen);
+		free(next.listen);
+		if ((next.listen = strdup(cfg->listen)) == NULL) {
+			log_error("reload", "out of memory");
+			goto fail;
+		}
+	}
+	if (retire_generation(pids, *n) == -1) {
+		log_error("reload", "older workers are still finishing; try "
+		    "again later");
+		goto fail;
+	}
+	free_secrets(app);
+	cfg_free(cfg);
+	*cfg = next;
+	loaded.cfg = cfg;
+	*app = loaded;
+	*n = generation_size(cfg);
+	log_set_level(level);
+	log_info("reloaded", "configuration reloaded: %ld workers",
+	    cfg->workers);
+	notify_systemd("READY=1");
+	return;
+invalid:
+	log_error("reload", "%s; keeping the running configuration", err);
+fail:
+	free_secrets(&loaded);
+	cfg_free(&next);
+	notify_systemd("READY=1");
+}
+
+/* Runs with SIGCHLD, SIGTERM, SIGINT and SIGHUP blocked but inside sigsuspend(). */
+static int
+supervise(int listen_fd, struct app *app, struct cfg *cfg)
+{
+	pid_t		 pids[GEN_SLOTS + OLD_SLOTS] = { 0 };
 	/* After the workers: the checker, then the deliverer when configured. */
-	int		 n = workers + 1 + (app->cfg->webhook_url[0] != '\0');
+	int		 n = generation_size(cfg);
 	time_t		 last_spawn_burst = 0;
 	sigset_t	 none;
+	bool		 ready = false;
 
 	sigemptyset(&none);
 	if (metrics_init() == -1)
 		log_warn("metrics", "no shared memory for the counters: /metrics "
 		    "shows the database gauges only");
 	while (!stop_requested) {
+		int workers = (int)cfg->workers;
+
 		for (int i = 0; i < n && !stop_requested; i++) {
 			if (pids[i] > 0)
 				continue;
@@ -454,12 +628,21 @@ supervise(int listen_fd, struct app *app)
 			pids[i] = spawn_worker(i < workers ? listen_fd :
 			    i == workers ? CHILD_CHECKER : CHILD_WEBHOOKS, app);
 		}
-		if (!child_exited && !stop_requested)
+		if (!ready) {
+			notify_systemd("READY=1");
+			ready = true;
+		}
+		if (!child_exited && !stop_requested && !reload_requested)
 			sigsuspend(&none);
 		child_exited = 0;
-		reap(pids, n);
+		reap(pids, GEN_SLOTS + OLD_SLOTS, n);
+		if (reload_requested && !stop_requested) {
+			reload_requested = 0;
+			reload(pids, &n, app, cfg);
+		}
 	}
-	stop_workers(pids, n, app->cfg);
+	notify_systemd("STOPPING=1");
+	stop_workers(pids, GEN_SLOTS + OLD_SLOTS, cfg);
 	log_info("stopped", "sfconnectd stopped");
 	return 0;
 }
@@ -486,10 +669,132 @@ check_schema(const struct cfg *cfg)
 	return 0;
 }
 
+/* One problem found by --check-config: one line on stderr. */
+static void
+problem(int *count, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+problem(int *count, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fputs("sfconnectd: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	(*count)++;
+}
+
+/* The secret and key files: each one that does not load is a problem. */
+static void
+check_secret_files(const struct cfg *cfg, int *count)
+{
+	struct keyring	*kr = NULL;
+	char		*secret;
+	char		 err[512];
+
+	if (keyring_load(&kr, cfg->token_key_file,
+	    cfg->token_previous_key_files, err, sizeof(err)) == -1)
+		problem(count, "%s", err);
+	keyring_free(kr);
+	if ((secret = read_setting_secret("salesforce_client_secret_file",
+	    cfg->salesforce_client_secret_file, err, sizeof(err))) == NULL)
+		problem(count, "%s", err);
+	secret_free(secret);
+	if (cfg->webhook_url[0] != '\0' && !webhook_url_ok(cfg->webhook_url))
+		problem(count, "webhook_url: must be an https:// URL (or "
+		    "http:// on loopback)");
+	if (cfg->webhook_url[0] != '\0' && cfg->webhook_secret_file[0] == '\0')
+		problem(count, "webhook_secret_file: missing (required with "
+		    "webhook_url)");
+	if (cfg->webhook_secret_file[0] != '\0') {
+		secret = read_setting_secret("webhook_secret_file",
+		    cfg->webhook_secret_file, err, sizeof(err));
+		if (secret == NULL)
+			problem(count, "%s", err);
+		secret_free(secret);
+	}
+}
+
+/* The files and directories the daemon opens later, not at start-up. */
+static void
+check_paths(const struct cfg *cfg, int *count)
+{
+	char		 dir[128];
+	struct stat	 st;
+	char		*slash;
+
+	if (cfg->tls_ca_file[0] != '\0' && access(cfg->tls_ca_file, R_OK) == -1)
+		problem(count, "tls_ca_file: %s: %s", cfg->tls_ca_file,
+		    strerror(errno));
+	if (strncmp(cfg->listen, "unix:", 5) != 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s", cfg->listen + 5);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), "/");
+	if (stat(dir, &st) == -1)
+		problem(count, "listen: directory %s: %s", dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		problem(count, "listen: %s: not a directory", dir);
+}
+
+/* --check-database: the database answers and has this binary's schema. */
+static void
+check_database(const struct cfg *cfg, int *count)
+{
+	char		 err[512];
+	struct db	*db = db_open(cfg->database_url, err, sizeof(err));
+
+	if (db == NULL) {
+		problem(count, "database_url: %s", err);
+		return;
+	}
+	if (db_schema_check(db, err, sizeof(err)) == DB_ERROR)
+		problem(count, "database_url: %s", err);
+	db_close(db);
+}
+
+/*
+ * --check-config: what start-up validates (every key, the secret and key
+ * files with their modes and lengths, the URLs), plus the CA file and the
+ * socket's directory, and the database with with_db. One line per
+ * problem on stderr; 0 when there is none, else 1.
+ */
+static int
+check_config(const char *path, bool with_db)
+{
+	struct cfg	 cfg;
+	char		 err[512];
+	enum log_level	 level;
+	int		 count = 0;
+
+	if (cfg_load(&cfg, path, err, sizeof(err)) == -1) {
+		problem(&count, "%s", err);
+		cfg_free(&cfg);
+		return 1;
+	}
+	if (log_parse_level(cfg.log_level, &level) == -1)
+		problem(&count, "%s", LOG_LEVEL_ERROR);
+	check_secret_files(&cfg, &count);
+	check_paths(&cfg, &count);
+	if (with_db)
+		check_database(&cfg, &count);
+	if (count == 0)
+		printf("sfconnectd: %s: configuration OK%s\n", path,
+		    with_db ? " (database reachable, schema current)" : "");
+	cfg_free(&cfg);
+	return count == 0 ? 0 : 1;
+}
+
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: sfconnectd -c FILE\n");
+	fprintf(stderr, "usage: sfconnectd [--check-config [--check-database]] "
+	    "-c FILE\n");
 	exit(2);
 }
 
@@ -503,14 +808,28 @@ main(int argc, char *argv[])
 	enum log_level	 level;
 	sigset_t	 handled;
 	int		 opt, fd = -1, rc = 1;
+	bool		 check = false, check_db = false;
+	static const struct option longopts[] = {
+		{ "check-config", no_argument, NULL, 't' },
+		{ "check-database", no_argument, NULL, 'D' },
+		{ NULL, 0, NULL, 0 }
+	};
 
-	while ((opt = getopt(argc, argv, "c:")) != -1) {
-		if (opt != 'c')
+	while ((opt = getopt_long(argc, argv, "c:tD", longopts, NULL)) != -1) {
+		if (opt == 'c')
+			path = optarg;
+		else if (opt == 't')
+			check = true;
+		else if (opt == 'D')
+			check = check_db = true;
+		else
 			usage();
-		path = optarg;
 	}
 	if (path == NULL || optind != argc)
 		usage();
+	if (check)
+		return check_config(path, check_db);
+	config_path = path;
 	memset(&app, 0, sizeof(app));
 	if (cfg_load(&cfg, path, err, sizeof(err)) == -1) {
 		fprintf(stderr, "sfconnectd: %s\n", err);
@@ -518,8 +837,7 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	if (log_parse_level(cfg.log_level, &level) == -1) {
-		fprintf(stderr, "sfconnectd: config: log_level: must be debug, "
-		    "info, warn or error\n");
+		fprintf(stderr, "sfconnectd: %s\n", LOG_LEVEL_ERROR);
 		goto out;
 	}
 	log_set_level(level);
@@ -535,14 +853,16 @@ main(int argc, char *argv[])
 	sigaddset(&handled, SIGCHLD);
 	sigaddset(&handled, SIGTERM);
 	sigaddset(&handled, SIGINT);
+	sigaddset(&handled, SIGHUP);
 	sigprocmask(SIG_BLOCK, &handled, NULL);
 	set_handler(SIGTERM, on_stop);
 	set_handler(SIGINT, on_stop);
 	set_handler(SIGCHLD, on_child);
+	set_handler(SIGHUP, on_reload);
 	signal(SIGPIPE, SIG_IGN);
 	log_info("started", "sfconnectd listening on %s with %ld workers",
 	    cfg.listen, cfg.workers);
-	rc = supervise(fd, &app);
+	rc = supervise(fd, &app, &cfg);
 	curl_global_cleanup();
 out:
 	if (fd > 2)
