@@ -48,6 +48,10 @@ static const struct cfg_key keys[] = {
 	{ "webhook_max_age_s", CFG_LONG, S(webhook_max_age_s), "86400", 0, 1, 30 * 86400 },
 	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
 	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
+	{ "refresh_timeout_ms", CFG_LONG, S(refresh_timeout_ms), "30000", 0, 100, 300000 },
+	{ "degraded_alert_after_s", CFG_LONG, S(degraded_alert_after_s), "21600", 0, 1, 30 * 86400 },
+	{ "invalid_recheck_interval_s", CFG_LONG, S(invalid_recheck_interval_s), "86400", 0, 0, 30 * 86400 },
+	{ "connect_prompt", CFG_STR, S(connect_prompt), "login", 1, 0, 0 },
 };
 #undef S
 
@@ -265,6 +269,33 @@ apply_defaults_and_check(struct cfg *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* connect_prompt: space-separated words of Salesforce's prompt values, or empty. */
+static int
+check_prompt(const struct cfg *cfg, char *err, size_t errlen)
+{
+	static const char *const words[] = { "login", "consent",
+	    "select_account" };
+	const char	*p = cfg->connect_prompt;
+	size_t		 len, i;
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if ((len = strcspn(p, " ")) == 0)
+			break;
+		for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+			if (strlen(words[i]) == len && strncmp(p, words[i], len) == 0)
+				break;
+		if (i == sizeof(words) / sizeof(words[0])) {
+			snprintf(err, errlen, "config: connect_prompt: must be "
+			    "empty or words of login, consent, select_account");
+			return -1;
+		}
+		p += len;
+	}
+	return 0;
+}
+
 int
 cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
 {
@@ -275,7 +306,9 @@ cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
 		return -1;
 	if (load_env(cfg, err, errlen) == -1)
 		return -1;
-	return apply_defaults_and_check(cfg, err, errlen);
+	if (apply_defaults_and_check(cfg, err, errlen) == -1)
+		return -1;
+	return check_prompt(cfg, err, errlen);
 }
 
 void

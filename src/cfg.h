@@ -35,6 +35,10 @@ struct cfg {
 	long	 webhook_max_age_s;	/* retries stop, the event is failed */
 	char	*cors_allowed_origins;
 	char	*log_level;
+	long	 refresh_timeout_ms;	/* a refresh grant's whole call (longer than http_timeout_ms) */
+	long	 degraded_alert_after_s;	/* no successful refresh for this long: a warning banner */
+	long	 invalid_recheck_interval_s;	/* 0: invalid integrations are never re-checked */
+	char	*connect_prompt;	/* the authorize URL's prompt; "": none */
 };
 
 /*
