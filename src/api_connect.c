@@ -21,6 +21,7 @@
 #define STATE_TTL_S		600
 #define DEFAULT_RETURN_TO	"/admin/integrations"
 #define MAX_RETURN_TO		512
+#define REASON_MAX		48	/* characters of a callback's reason */
 
 /*
  * true when return_to is a local path ("/x", never "//x" or "/\x") or a URL
@@ -153,7 +154,7 @@ out:
 /* The outcome of a callback, for the redirect or the JSON answer. */
 struct outcome {
 	bool		 ok;
-	char		 reason[64];	/* snake_case, when !ok: for return_to */
+	char		 reason[REASON_MAX + 1];	/* [A-Za-z0-9_], when !ok: for return_to */
 	char		 message[256];
 	int		 json_status;	/* when !ok */
 	const char	*json_code;	/* when !ok: an error code of docs/API.md */
@@ -169,10 +170,14 @@ fail(struct outcome *out, int json_status, const char *json_code,
 	out->ok = false;
 	out->json_status = json_status;
 	out->json_code = json_code;
-	/* reason goes into a URL: keep only [a-z0-9_]. */
-	for (const char *p = reason; *p != '\0' && n + 1 < sizeof(out->reason); p++)
-		if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '_')
+	/*
+	 * reason goes into a URL: keep only [A-Za-z0-9_], so Salesforce's
+	 * codes stay readable (OAUTH_APP_ACCESS_DENIED), at most
+	 * REASON_MAX characters.
+	 */
+	for (const char *p = reason; *p != '\0' && n < REASON_MAX; p++)
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '_')
 			out->reason[n++] = *p;
 	out->reason[n] = '\0';
 	if (n == 0)
@@ -261,6 +266,12 @@ connect_failed(struct outcome *out, enum lc_connect_rc lrc,
 		fail(out, 502, "salesforce_error", "no_refresh_token",
 		    "Salesforce issued no refresh token: the app's OAuth scopes "
 		    "must include refresh_token (offline_access)");
+		break;
+	case LCC_INSUFFICIENT_SCOPE:
+		fail(out, 502, "salesforce_error", "insufficient_scope",
+		    "Salesforce granted fewer OAuth scopes than salesforce_scope "
+		    "asks for: the app's OAuth scopes (or the user's access) "
+		    "must allow them all");
 		break;
 	case LCC_INACTIVE_USER:
 		fail(out, 502, "salesforce_error", "inactive_user",
