@@ -447,9 +447,10 @@ class FakeSFTest(unittest.TestCase):
     def test_id_on_login_host(self):
         cfg = self.ctl("GET", "config")
         path = f"/id/{cfg['org_id']}/{cfg['user_id']}"
-        tok = self.connect(host="acme.my.localhost")      # default: the request's host
+        self.ctl("POST", "config", {"id_on_login_host": False})
+        tok = self.connect(host="acme.my.localhost")      # off: the request's host
         self.assertEqual(tok["id"], f"https://acme.my.localhost:{self.port}{path}")
-        self.ctl("POST", "config", {"id_on_login_host": True})
+        self.ctl("POST", "config", {"id_on_login_host": True})  # the default
         for host, login in (("acme.my.localhost", "login.localhost"),
                             ("acme--dev.sandbox.my.localhost", "test.localhost"),
                             ("test.localhost", "test.localhost"),
