@@ -330,7 +330,8 @@ class FakeSFTest(unittest.TestCase):
                                           "instance_url": f"https://acme--dev.sandbox.my.localhost:{self.port}"})
         self.assertEqual(cfg["org_id"], fakesf.sf_id18("00D000000000001"))
         tok = self.connect(host="acme--dev.sandbox.my.localhost")
-        self.assertEqual(tok["id"], f"https://acme--dev.sandbox.my.localhost:{self.port}"
+        # id_on_login_host (the default): a sandbox My Domain's id is on test.
+        self.assertEqual(tok["id"], f"https://test.localhost:{self.port}"
                                     f"/id/{cfg['org_id']}/{cfg['user_id']}")
         self.assertEqual(tok["instance_url"], cfg["instance_url"])
         self.assertEqual(self.identity(tok).json()["username"], "bob@sb.example")
