@@ -28,6 +28,7 @@
 #define START_PATH		OAUTH_PATH "start?id="
 #define BIND_COOKIE		"sfc_oauth_"	/* + 16 hex digits of the state hash */
 #define START_ID_BYTES		32		/* 43 base64url characters */
+#define REASON_MAX		48	/* characters of a callback's reason */
 
 /*
  * true when return_to is a local path ("/x", never "//x" or "/\x") or a URL
@@ -358,7 +359,7 @@ out:
 /* The outcome of a callback, for the redirect or the JSON answer. */
 struct outcome {
 	bool		 ok;
-	char		 reason[64];	/* snake_case, when !ok: for return_to */
+	char		 reason[REASON_MAX + 1];	/* [A-Za-z0-9_], when !ok: for return_to */
 	char		 message[256];
 	int		 json_status;	/* when !ok */
 	const char	*json_code;	/* when !ok: an error code of docs/API.md */
@@ -374,10 +375,14 @@ fail(struct outcome *out, int json_status, const char *json_code,
 	out->ok = false;
 	out->json_status = json_status;
 	out->json_code = json_code;
-	/* reason goes into a URL: keep only [a-z0-9_]. */
-	for (const char *p = reason; *p != '\0' && n + 1 < sizeof(out->reason); p++)
-		if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '_')
+	/*
+	 * reason goes into a URL: keep only [A-Za-z0-9_], so Salesforce's
+	 * codes stay readable (OAUTH_APP_ACCESS_DENIED), at most
+	 * REASON_MAX characters.
+	 */
+	for (const char *p = reason; *p != '\0' && n < REASON_MAX; p++)
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '_')
 			out->reason[n++] = *p;
 	out->reason[n] = '\0';
 	if (n == 0)
@@ -466,6 +471,12 @@ connect_failed(struct outcome *out, enum lc_connect_rc lrc,
 		fail(out, 502, "salesforce_error", "no_refresh_token",
 		    "Salesforce issued no refresh token: the app's OAuth scopes "
 		    "must include refresh_token (offline_access)");
+		break;
+	case LCC_INSUFFICIENT_SCOPE:
+		fail(out, 502, "salesforce_error", "insufficient_scope",
+		    "Salesforce granted fewer OAuth scopes than salesforce_scope "
+		    "asks for: the app's OAuth scopes (or the user's access) "
+		    "must allow them all");
 		break;
 	case LCC_INACTIVE_USER:
 		fail(out, 502, "salesforce_error", "inactive_user",

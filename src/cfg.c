@@ -50,6 +50,10 @@ static const struct cfg_key keys[] = {
 	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
 	{ "connect_bind_browser", CFG_LONG, S(connect_bind_browser), "true", 0, 0, 1 },
 	{ "banner_action_url", CFG_STR, S(banner_action_url), "/admin/integrations", 0, 0, 0 },
+	{ "refresh_timeout_ms", CFG_LONG, S(refresh_timeout_ms), "30000", 0, 100, 300000 },
+	{ "degraded_alert_after_s", CFG_LONG, S(degraded_alert_after_s), "21600", 0, 1, 30 * 86400 },
+	{ "invalid_recheck_interval_s", CFG_LONG, S(invalid_recheck_interval_s), "86400", 0, 0, 30 * 86400 },
+	{ "connect_prompt", CFG_STR, S(connect_prompt), "login", 1, 0, 0 },
 };
 #undef S
 
@@ -282,6 +286,33 @@ apply_defaults_and_check(struct cfg *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* connect_prompt: space-separated words of Salesforce's prompt values, or empty. */
+static int
+check_prompt(const struct cfg *cfg, char *err, size_t errlen)
+{
+	static const char *const words[] = { "login", "consent",
+	    "select_account" };
+	const char	*p = cfg->connect_prompt;
+	size_t		 len, i;
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if ((len = strcspn(p, " ")) == 0)
+			break;
+		for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+			if (strlen(words[i]) == len && strncmp(p, words[i], len) == 0)
+				break;
+		if (i == sizeof(words) / sizeof(words[0])) {
+			snprintf(err, errlen, "config: connect_prompt: must be "
+			    "empty or words of login, consent, select_account");
+			return -1;
+		}
+		p += len;
+	}
+	return 0;
+}
+
 int
 cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
 {
@@ -292,7 +323,9 @@ cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
 		return -1;
 	if (load_env(cfg, err, errlen) == -1)
 		return -1;
-	return apply_defaults_and_check(cfg, err, errlen);
+	if (apply_defaults_and_check(cfg, err, errlen) == -1)
+		return -1;
+	return check_prompt(cfg, err, errlen);
 }
 
 void

@@ -37,6 +37,10 @@ struct cfg {
 	char	*log_level;
 	long	 connect_bind_browser;	/* 1: the callback needs start_url's cookie */
 	char	*banner_action_url;	/* the invalid-token banner's action href */
+	long	 refresh_timeout_ms;	/* a refresh grant's whole call (longer than http_timeout_ms) */
+	long	 degraded_alert_after_s;	/* no successful refresh for this long: a warning banner */
+	long	 invalid_recheck_interval_s;	/* 0: invalid integrations are never re-checked */
+	char	*connect_prompt;	/* the authorize URL's prompt; "": none */
 };
 
 /*

@@ -4,6 +4,7 @@
  * writes it writes under the org's row lock, and a COMMIT whose reply was
  * lost is resolved by reading the row again, never by guessing.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,7 +185,7 @@ store_connection(struct app *app, const struct oauth_state *st,
 		.environment = st->environment, .login_host = st->login_host,
 		.access_enc = access_enc, .refresh_enc = refresh_enc,
 		.refresh_fp = fp, .connected_by = st->actor,
-		.issued_at_ms = tok->issued_at_ms,
+		.issued_at_ms = tok->issued_at_ms, .scope = tok->scope,
 	};
 	if (db_integration_connect(app->db, st->org_id, &conn) != DB_OK ||
 	    lc_audit_connect(app, st, "connected", NULL, id->org_id,
@@ -218,6 +219,48 @@ out:
 	return lrc;
 }
 
+/* true when scope (a space-separated list) has word, or what stands for it. */
+static bool
+scope_has(const char *scope, const char *word, size_t len)
+{
+	char	 w[64];
+
+	if (len == 0 || len >= sizeof(w))
+		return len == 0;
+	memcpy(w, word, len);
+	w[len] = '\0';
+	if (cfg_word_in_list(scope, w))
+		return true;
+	/* Salesforce: the two names of one scope; "full" covers all but them. */
+	if (strcmp(w, "refresh_token") == 0)
+		return cfg_word_in_list(scope, "offline_access");
+	if (strcmp(w, "offline_access") == 0)
+		return cfg_word_in_list(scope, "refresh_token");
+	return cfg_word_in_list(scope, "full");
+}
+
+/*
+ * true when the granted scope covers every scope that salesforce_scope
+ * asked for. An answer without a scope cannot be compared: it is taken.
+ */
+static bool
+scope_granted(const struct app *app, const char *granted)
+{
+	const char	*p = app->cfg->salesforce_scope;
+	size_t		 len;
+
+	if (granted[0] == '\0')
+		return true;
+	for (; *p != '\0'; p += len) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		len = strcspn(p, " \t");
+		if (!scope_has(granted, p, len))
+			return false;
+	}
+	return true;
+}
+
 enum lc_connect_rc
 lc_connect(struct app *app, const struct oauth_state *st, const char *code,
     char sf_org_id[19], struct sf_error *err)
@@ -242,6 +285,12 @@ lc_connect(struct app *app, const struct oauth_state *st, const char *code,
 	}
 	if (tok.refresh_token == NULL) {
 		lrc = LCC_NO_REFRESH_TOKEN;
+		goto revoke;
+	}
+	if (!scope_granted(app, tok.scope)) {
+		log_warn("insufficient_scope", "org %lld: Salesforce granted "
+		    "\"%s\", less than salesforce_scope", st->org_id, tok.scope);
+		lrc = LCC_INSUFFICIENT_SCOPE;
 		goto revoke;
 	}
 	if (sf_identity(app->sf, &tok, &id, err) == -1) {

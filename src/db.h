@@ -121,6 +121,7 @@ struct connection {
 	const char	*instance_url, *environment, *login_host;
 	const char	*access_enc, *refresh_enc, *refresh_fp, *connected_by;
 	long long	 issued_at_ms;
+	const char	*scope;		/* granted; "" when the answer had none */
 };
 /* Status connected with c; keeps the replaced OrgID as previous when it changes. */
 enum db_rc	 db_integration_connect(struct db *db, long long org_id,
@@ -134,7 +135,7 @@ enum db_rc	 db_now(struct db *db, char out[32]);
  * Inside db_begin(): locks up to limit integrations whose status is in
  * statuses and
  * whose last check is before cutoff (epoch text) -- or, with due_retries,
- * degraded ones whose next_retry_at has come -- skipping rows locked
+ * degraded or invalid ones whose next_retry_at has come -- skipping rows locked
  * elsewhere. Fills out[0..*n-1] (caller clears each).
  */
 enum db_rc	 db_integration_claim(struct db *db, integ_status_set statuses,
@@ -150,7 +151,10 @@ enum db_rc	 db_integration_refreshed(struct db *db, long long org_id,
 		    const char *refresh_fp,
 		    const char *instance_url, long long issued_at_ms,
 		    long long *generation);
-/* A failed refresh: status degraded (retry after retry_s) or invalid. */
+/*
+ * A failed refresh: status degraded or invalid, tried again by itself after
+ * retry_s (< 0: not).
+ */
 enum db_rc	 db_integration_failed(struct db *db, long long org_id,
 		    enum integ_status status, const char *kind, const char *code,
 		    const char *message, double retry_s);
@@ -210,7 +214,7 @@ enum db_rc	 db_integration_reseal(struct db *db, long long org_id,
 enum db_rc	 db_integration_rotated(struct db *db, long long org_id,
 		    const char *refresh_enc, const char *refresh_fp,
 		    long long generation);
-/* Marks integ checked now, due again after retry_s, changing nothing else. */
+/* Marks integ checked now, due again after retry_s (< 0: not), changing nothing else. */
 enum db_rc	 db_integration_stamp(struct db *db, long long org_id,
 		    double retry_s);
 /* One savepoint inside a transaction, so one row's failed write spares the rest. */

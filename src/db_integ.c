@@ -92,6 +92,7 @@ dbi_load_integration(const PGresult *res, int row, int col0,
 	integ->next_retry_at = (time_t)dbi_ll_col(res, row, c++);
 	integ->db_now = (time_t)dbi_ll_col(res, row, c++);
 	dbi_copy_col(res, row, c++, integ->refresh_fp, sizeof(integ->refresh_fp));
+	dbi_copy_col(res, row, c++, integ->scope, sizeof(integ->scope));
 	if (status_ok == -1) {
 		log_error("db_bad_status", "org %lld: unknown integration status",
 		    integ->org_id);
@@ -212,15 +213,15 @@ db_integration_connect(struct db *db, long long org_id,
     const struct connection *c)
 {
 	char		 id[24], issued[24];
-	const char	*params[13] = { id, c->sf_org_id, c->sf_user_id,
+	const char	*params[14] = { id, c->sf_org_id, c->sf_user_id,
 			    c->username, c->display_name, c->instance_url,
 			    c->environment, c->login_host, c->access_enc,
 			    c->refresh_enc, issued, c->connected_by,
-			    c->refresh_fp };
+			    c->refresh_fp, c->scope };
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(issued, sizeof(issued), "%lld", c->issued_at_ms);
-	return dbi_run_discard(db, ST_INTEG_CONNECT, 13, params);
+	return dbi_run_discard(db, ST_INTEG_CONNECT, 14, params);
 }
 
 enum db_rc

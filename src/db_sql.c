@@ -25,7 +25,7 @@
 	TXT("i.last_error_kind") ", " TXT("i.last_error_code") ", " \
 	TXT("i.last_error_message") ", " TS("i.last_error_at") ", " \
 	"i.failure_count, " TS("i.next_retry_at") ", " TS("clock_timestamp()") \
-	", " TXT("i.refresh_token_fp")
+	", " TXT("i.refresh_token_fp") ", " TXT("i.scope")
 
 /* A key as the key lists show it (never its hash); k is api_keys, o orgs. */
 #define KEY_JSON \
@@ -135,6 +135,7 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "sf_display_name = $5, instance_url = $6, environment = $7, "
 	    "login_host = $8, access_token_enc = $9, refresh_token_enc = $10, "
 	    "refresh_token_fp = $13, token_generation = token_generation + 1, "
+	    "scope = nullif($14, ''), "
 	    "issued_at = to_timestamp($11::double precision / 1000), "
 	    "connected_at = now(), connected_by = $12, "
 	    "last_refreshed_at = now(), last_checked_at = now(), "
@@ -166,7 +167,7 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "WHERE i.status = ANY($1::text[]) "
 	    "AND (i.last_checked_at IS NULL "
 	    "  OR i.last_checked_at < to_timestamp($2::double precision) "
-	    "  OR ($4 = 't' AND i.status = 'degraded' "
+	    "  OR ($4 = 't' AND i.status IN ('degraded', 'invalid') "
 	    "      AND i.next_retry_at <= now())) "
 	    "ORDER BY i.last_checked_at NULLS FIRST, i.org_id LIMIT $3 "
 	    "FOR UPDATE OF i SKIP LOCKED",
@@ -192,8 +193,9 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "last_error_at = clock_timestamp(), "
 	    "last_checked_at = clock_timestamp(), "
 	    "failure_count = failure_count + 1, "
-	    "next_retry_at = CASE WHEN $2 = 'degraded' THEN clock_timestamp() "
-	    "  + make_interval(secs => $6::double precision) END, "
+	    "next_retry_at = CASE WHEN $6::double precision >= 0 THEN "
+	    "  clock_timestamp() + make_interval(secs => $6::double precision) "
+	    "  END, "
 	    "updated_at = now() WHERE org_id = $1 AND status <> 'disconnected'",
 	/* A rotated refresh token kept from an answer refused otherwise. */
 	[ST_INTEG_ROTATED] =
@@ -204,8 +206,9 @@ const char *const db_stmt_sql[ST__MAX] = {
 	/* The last resort when an outcome cannot be written: try again later. */
 	[ST_INTEG_STAMP] =
 	    "UPDATE integrations SET last_checked_at = clock_timestamp(), "
-	    "next_retry_at = clock_timestamp() + make_interval(secs => "
-	    "$2::double precision), updated_at = now() "
+	    "next_retry_at = CASE WHEN $2::double precision >= 0 THEN "
+	    "  clock_timestamp() + make_interval(secs => $2::double precision) "
+	    "  END, updated_at = now() "
 	    "WHERE org_id = $1 AND status <> 'disconnected'",
 	[ST_NOW] = "SELECT extract(epoch from clock_timestamp())::text",
 	[ST_SEALED_ORGS] =

@@ -54,6 +54,7 @@ struct integration {
 	time_t		 next_retry_at;
 	time_t		 db_now;	/* the database's clock when read */
 	char		 refresh_fp[17];	/* crypto_fingerprint; "" = unknown */
+	char		 scope[256];	/* granted at the last connect; "" = unknown */
 };
 
 #endif

@@ -80,8 +80,8 @@ transition_type(enum integ_status before, enum integ_status after)
 {
 	switch (after) {
 	case INTEG_CONNECTED:
-		return before == INTEG_DEGRADED ? "integration.recovered" :
-		    "integration.connected";
+		return before == INTEG_DEGRADED || before == INTEG_INVALID ?
+		    "integration.recovered" : "integration.connected";
 	case INTEG_DEGRADED:
 		return "integration.degraded";
 	case INTEG_INVALID:
@@ -117,11 +117,9 @@ record_transition(struct app *app, const struct integration *before,
 		cJSON_AddStringToObject(o, "error", err->code);
 	if ((detail = cJSON_PrintUnformatted(o)) != NULL)
 		rc = db_audit_add(app->db, before->org_id, actor, type, detail);
-	/* The webhook's "recovered" also covers invalid -> connected. */
+	/* "recovered" covers invalid -> connected too (a re-check that healed). */
 	if (rc == DB_OK)
-		rc = events_emit(app, before->org_id, before->status ==
-		    INTEG_INVALID && after == INTEG_CONNECTED ?
-		    "integration.recovered" : type);
+		rc = events_emit(app, before->org_id, type);
 	free(detail);
 	cJSON_Delete(o);
 	log_info(type, "org %s: %s -> %s%s%s", before->org_slug,
@@ -213,6 +211,24 @@ failure_status(const struct sf_error *err, const char **kind)
 }
 
 /*
+ * When integ, in status, should be tried again (seconds; -1: not by
+ * itself): degraded after its backoff; invalid only when its last error
+ * may heal (IP or login-hours restrictions), on the slow re-check schedule
+ * -- a token Salesforce reported revoked or expired is never re-presented.
+ */
+static double
+retry_in_s(const struct app *app, enum integ_status status, const char *code,
+    const char *message, int failures)
+{
+	if (status == INTEG_DEGRADED)
+		return backoff_s(failures);
+	if (status == INTEG_INVALID && app->cfg->invalid_recheck_interval_s > 0 &&
+	    sf_error_may_heal(code, message))
+		return (double)app->cfg->invalid_recheck_interval_s;
+	return -1;
+}
+
+/*
  * Writes the outcome of one refresh of integ inside the caller's
  * transaction. *status gets the stored status afterwards. A db_rc.
  */
@@ -241,10 +257,16 @@ apply_outcome(struct app *app, const struct integration *integ,
 		if ((rc = write_rotated_only(app, integ,
 		    job->token.refresh_token)) != DB_OK)
 			return rc;
+	} else if (integ->status == INTEG_INVALID && next != INTEG_INVALID) {
+		/* A re-check that proved nothing: still invalid, for the same cause. */
+		*status = INTEG_INVALID;
+		return db_integration_stamp(app->db, integ->org_id,
+		    retry_in_s(app, INTEG_INVALID, integ->last_error_code,
+		    integ->last_error_message, integ->failure_count));
 	}
 	if ((rc = db_integration_failed(app->db, integ->org_id, next, kind,
-	    job->err.code, job->err.message,
-	    backoff_s(integ->failure_count))) != DB_OK ||
+	    job->err.code, job->err.message, retry_in_s(app, next,
+	    job->err.code, job->err.message, integ->failure_count))) != DB_OK ||
 	    (rc = record_transition(app, integ, next, actor, &job->err)) != DB_OK)
 		return rc;
 	*status = next;
@@ -354,6 +376,35 @@ refresh_one(struct app *app, struct sf_refresh_job *job)
 	}
 }
 
+/*
+ * A refresh answer whose id names another Salesforce org than the stored
+ * one is refused: the integration is degraded (org_mismatch). A rotated
+ * refresh token in it is kept all the same, as for any refused answer.
+ */
+static void
+refuse_foreign_org(const struct integration *integ, struct sf_refresh_job *job)
+{
+	char	 named[sizeof(job->token.org_id)], *rotated;
+
+	if (job->rc != 0 || integ->sf_org_id[0] == '\0' ||
+	    strcmp(job->token.org_id, integ->sf_org_id) == 0)
+		return;
+	snprintf(named, sizeof(named), "%s", job->token.org_id);
+	rotated = job->token.refresh_token;
+	job->token.refresh_token = NULL;
+	sf_token_clear(&job->token);
+	job->token.refresh_token = rotated;
+	job->rc = -1;
+	memset(&job->err, 0, sizeof(job->err));
+	job->err.kind = SF_TRANSIENT;
+	snprintf(job->err.code, sizeof(job->err.code), "org_mismatch");
+	snprintf(job->err.message, sizeof(job->err.message), "the refresh "
+	    "answer names the Salesforce org %s, not the connected %s", named,
+	    integ->sf_org_id);
+	log_warn("org_mismatch", "org %s: a refresh answer named another "
+	    "Salesforce org; refused", integ->org_slug);
+}
+
 static void
 job_failed(struct sf_refresh_job *job, const char *code, const char *message)
 {
@@ -411,6 +462,7 @@ refresh_locked(struct app *app, const struct integration *integ,
 	else {
 		job->refresh_token = refresh;
 		refresh_one(app, job);
+		refuse_foreign_org(integ, job);
 	}
 	metrics_refresh(job->rc == 0 ? SF_OK : job->err.kind);
 	rc = apply_outcome(app, integ, job, actor, status, generation);
@@ -660,8 +712,9 @@ write_row(struct app *app, struct batch *b, int i, const char *actor,
 	    (rc = write_rotated_only(app, row,
 	    b->jobs[i].token.refresh_token)) != DB_OK)
 		return rc;
-	return db_integration_stamp(app->db, row->org_id,
-	    backoff_s(row->failure_count));
+	return db_integration_stamp(app->db, row->org_id, retry_in_s(app,
+	    row->status, row->last_error_code, row->last_error_message,
+	    row->failure_count));
 }
 
 /* Refreshes the claimed rows of b concurrently and writes each outcome. */
@@ -683,6 +736,7 @@ refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
 	sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
 	retry_processing(app, b, limit);
 	for (int i = 0; i < b->n; i++) {
+		refuse_foreign_org(&b->rows[i], &b->jobs[i]);
 		metrics_refresh(b->jobs[i].rc == 0 ? SF_OK : b->jobs[i].err.kind);
 		b->status[i] = b->rows[i].status;
 		if (rc == DB_OK)
@@ -759,6 +813,22 @@ lc_check_due(struct app *app, integ_status_set statuses, long older_than_s,
 	snprintf(cutoff, sizeof(cutoff), "%.6f", atof(now) - (double)older_than_s);
 	do {
 		rc = check_batch(app, statuses, cutoff, due_retries, actor,
+		    counts, &n);
+	} while (rc == DB_OK && n > 0 && !stop_pending());
+	return rc;
+}
+
+int
+lc_recheck_invalid(struct app *app, const char *actor,
+    struct lc_counts *counts)
+{
+	int	 rc, n;
+
+	if (app->cfg->invalid_recheck_interval_s == 0)
+		return DB_OK;
+	/* No cutoff: only those whose re-check (next_retry_at) is due. */
+	do {
+		rc = check_batch(app, INTEG_SET(INTEG_INVALID), "0", true, actor,
 		    counts, &n);
 	} while (rc == DB_OK && n > 0 && !stop_pending());
 	return rc;

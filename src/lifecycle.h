@@ -78,6 +78,15 @@ int		lc_check_due(struct app *app, integ_status_set statuses,
 		    long older_than_s, bool due_retries, const char *actor,
 		    struct lc_counts *counts);
 
+/*
+ * Re-checks, batch by batch, the invalid integrations whose last error may
+ * heal (IP or login-hours restrictions) and whose re-check is due (every
+ * invalid_recheck_interval_s; 0: none). Success makes them connected again
+ * (audited and sent as integration.recovered). Adds to *counts. A db_rc.
+ */
+int		lc_recheck_invalid(struct app *app, const char *actor,
+		    struct lc_counts *counts);
+
 /* How a connect ended (lc_connect); the handler maps it to HTTP. */
 enum lc_connect_rc {
 	LCC_OK = 0,
@@ -86,6 +95,7 @@ enum lc_connect_rc {
 	LCC_NO_REFRESH_TOKEN,	/* the app's scopes lack refresh_token */
 	LCC_INACTIVE_USER,	/* the Salesforce user is not active */
 	LCC_ORG_MISMATCH,	/* another Salesforce org than the connected one */
+	LCC_INSUFFICIENT_SCOPE,	/* granted less than salesforce_scope asked for */
 	LCC_DB_UNAVAILABLE,
 	LCC_INTERNAL,
 };

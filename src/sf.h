@@ -47,6 +47,19 @@ struct sf_identity {
 	bool		 active;
 };
 
+/*
+ * The stable hint code (docs/API.md) of a stored error: Salesforce's code
+ * and description (case-insensitive), or one of sfconnect's own codes;
+ * "unknown_error" for a code nobody knows, "none" for no code.
+ */
+const char	*sf_hint_code(const char *code, const char *message);
+/*
+ * true when an integration made invalid by this error may heal by itself
+ * (IP restrictions, login hours): its refresh token may still live, so it
+ * is worth re-checking. A token reported revoked or expired is not.
+ */
+bool		 sf_error_may_heal(const char *code, const char *message);
+
 /* A client for one process (one curl handle reused). NULL on out of memory. */
 struct sf	*sf_new(const struct cfg *cfg, const char *client_secret);
 void		 sf_free(struct sf *sf);

@@ -234,13 +234,20 @@ sf_authorize_url(struct sf *sf, const char *login_base, const char *state,
 		{ "state", state },
 		{ "code_challenge", code_challenge },
 		{ "code_challenge_method", "S256" },
+		/*
+		 * The browser's Salesforce session must not silently pick
+		 * the org or user: login (the default) asks to sign in.
+		 */
+		{ "prompt", sf->cfg->connect_prompt },
 	};
+	const char	*prompt = sf->cfg->connect_prompt;
 	struct buf	 b;
 
 	buf_init(&b, SF_URL_MAX);
 	if (login_base == NULL || buf_puts(&b, login_base) == -1 ||
 	    buf_puts(&b, "/services/oauth2/authorize?") == -1 ||
-	    sf_form_append(&b, q, ARRAY_LEN(q)) == -1) {
+	    sf_form_append(&b, q, ARRAY_LEN(q) -
+	    (prompt == NULL || *prompt == '\0')) == -1) {
 		buf_free(&b);
 		return NULL;
 	}

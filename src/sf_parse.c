@@ -5,6 +5,7 @@
  * documents and token copies are cleansed before they are freed.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "log.h"
 #include "secret.h"
 #include "sf.h"
 #include "sf_internal.h"
@@ -118,28 +120,115 @@ sf_err_set(struct sf_error *err, enum sf_kind kind, const char *code,
 }
 
 /*
- * What an OAuth error of a 400/401/403 answer means. The first row whose
- * error (and description, when the row has one) matches wins.
+ * What an OAuth error of a 400/401/403 answer means (SALESFORCE-ERRORS.md
+ * of the team, checked against Salesforce's OAuth documentation): its kind,
+ * the hint shown to the org's admins (hint_code, docs/API.md), and whether
+ * an integration it made invalid may heal by itself (then it is re-checked
+ * on a slow schedule). Codes and descriptions match case-insensitively
+ * (Salesforce also sends upper-case OAUTH_APP_* / OAUTH_EC_* codes); the
+ * first row whose error (and description, when the row has one) matches
+ * wins. A code that is in no row stays transient and is logged.
  */
-static const struct {
+static const struct oauth_error {
 	const char	*error;
 	const char	*description;	/* NULL: any */
 	enum sf_kind	 kind;
+	const char	*hint_code;
+	bool		 heals;
 } oauth_errors[] = {
 	/* A concurrent refresh of the same token: re-read and retry. */
-	{ "invalid_grant", "token request is already being processed", SF_TRANSIENT },
-	{ "invalid_grant", NULL, SF_INVALID },
-	{ "inactive_user", NULL, SF_INVALID },
-	{ "inactive_org", NULL, SF_INVALID },
-	{ "invalid_client", NULL, SF_CONFIG },
-	{ "invalid_client_id", NULL, SF_CONFIG },
-	{ "invalid_client_credentials", NULL, SF_CONFIG },
-	{ "redirect_uri_mismatch", NULL, SF_CONFIG },
-	{ "unsupported_grant_type", NULL, SF_CONFIG },
-	{ "invalid_scope", NULL, SF_CONFIG },
-	{ "invalid_request", NULL, SF_CONFIG },
-	{ "rate_limit_exceeded", NULL, SF_TRANSIENT },
+	{ "invalid_grant", "token request is already being processed", SF_TRANSIENT, "salesforce_busy", false },
+	/* Revoked, policy expiry, idle limit, a sixth approval, a stale rotated token. */
+	{ "invalid_grant", "expired access/refresh token", SF_INVALID, "refresh_token_policy", false },
+	{ "invalid_grant", "token validity expired", SF_INVALID, "refresh_token_policy", false },
+	{ "invalid_grant", "authentication failure", SF_INVALID, "user_inactive", false },
+	{ "invalid_grant", "user hasn't approved this consumer", SF_INVALID, "app_not_approved", false },
+	{ "invalid_grant", "IP restricted or invalid login hours", SF_INVALID, "ip_or_hours_restricted", true },
+	{ "invalid_grant", "expired authorization code", SF_INVALID, "connect_again", false },
+	{ "invalid_grant", NULL, SF_INVALID, "refresh_token_policy", false },
+	{ "inactive_user", NULL, SF_INVALID, "user_inactive", false },
+	{ "inactive_org", NULL, SF_INVALID, "org_inactive", false },
+	{ "OAUTH_APP_BLOCKED", NULL, SF_INVALID, "app_blocked", false },
+	{ "OAUTH_APP_ACCESS_DENIED", NULL, SF_INVALID, "app_access_denied", false },
+	{ "OAUTH_EC_APP_NOT_FOUND", NULL, SF_CONFIG, "app_not_found", false },
+	{ "invalid_client", NULL, SF_CONFIG, "operator_credentials", false },
+	{ "invalid_client_id", NULL, SF_CONFIG, "operator_credentials", false },
+	{ "invalid_client_credentials", NULL, SF_CONFIG, "operator_credentials", false },
+	{ "redirect_uri_mismatch", NULL, SF_CONFIG, "operator_config", false },
+	{ "unsupported_grant_type", NULL, SF_CONFIG, "operator_config", false },
+	{ "invalid_scope", NULL, SF_CONFIG, "operator_config", false },
+	{ "invalid_request", NULL, SF_CONFIG, "operator_config", false },
+	{ "rate_limit_exceeded", NULL, SF_TRANSIENT, "rate_limited", false },
+	/* The revoke endpoint's answers for a token that is already dead. */
+	{ "invalid_token", NULL, SF_INVALID, "refresh_token_policy", false },
+	{ "unsupported_token_type", NULL, SF_INVALID, "refresh_token_policy", false },
 };
+
+/* The hints of sfconnect's own error codes (those Salesforce never sends). */
+static const struct {
+	const char	*code;
+	const char	*hint_code;
+} own_errors[] = {
+	{ "refresh_outcome_unknown", "refresh_outcome_unknown" },
+	{ "org_mismatch", "org_changed" },
+	{ "token_key", "operator_token_key" },
+	{ "host_not_allowed", "operator_config" },
+	{ "bad_url", "operator_config" },
+	{ "timeout", "salesforce_unavailable" },
+	{ "connect", "salesforce_unavailable" },
+	{ "tls", "salesforce_unavailable" },
+	{ "malformed", "salesforce_unavailable" },
+	{ "bad_signature", "salesforce_unavailable" },
+	{ "response_too_large", "salesforce_unavailable" },
+	{ "identity_mismatch", "salesforce_unavailable" },
+	{ "internal", "salesforce_unavailable" },
+};
+
+/* The row of oauth_errors that code (and description, or NULL) match; NULL: none. */
+static const struct oauth_error *
+oauth_error_find(const char *code, const char *description)
+{
+	size_t	 i;
+
+	for (i = 0; i < ARRAY_LEN(oauth_errors); i++) {
+		if (strcasecmp(oauth_errors[i].error, code) != 0)
+			continue;
+		if (oauth_errors[i].description != NULL &&
+		    (description == NULL ||
+		    strcasecmp(oauth_errors[i].description, description) != 0))
+			continue;
+		return &oauth_errors[i];
+	}
+	return NULL;
+}
+
+const char *
+sf_hint_code(const char *code, const char *message)
+{
+	const struct oauth_error	*row;
+	size_t				 i;
+
+	if (code == NULL || *code == '\0')
+		return "none";
+	if ((row = oauth_error_find(code, message)) != NULL)
+		return row->hint_code;
+	for (i = 0; i < ARRAY_LEN(own_errors); i++)
+		if (strcmp(own_errors[i].code, code) == 0)
+			return own_errors[i].hint_code;
+	if (strncmp(code, "http_", 5) == 0 ||
+	    strncmp(code, "identity_http_", 14) == 0)
+		return "salesforce_unavailable";
+	return "unknown_error";
+}
+
+bool
+sf_error_may_heal(const char *code, const char *message)
+{
+	const struct oauth_error	*row;
+
+	return code != NULL && (row = oauth_error_find(code, message)) != NULL &&
+	    row->heals;
+}
 
 /* An error code we pass on: 1..63 characters of [A-Za-z0-9_.-]. */
 static int
@@ -201,8 +290,8 @@ sf_classify_error(long status, const char *body, struct sf_error *err)
 	cJSON		*root = NULL;
 	const char	*code = NULL, *desc = NULL;
 	char		 clean[sizeof(err->message)] = "";
+	const struct oauth_error *row;
 	enum sf_kind	 kind = SF_TRANSIENT;
-	size_t		 i;
 
 	sf_err_clear(err);
 	err->http_status = status;
@@ -217,20 +306,20 @@ sf_classify_error(long status, const char *body, struct sf_error *err)
 		snprintf(httpcode, sizeof(httpcode), "http_%ld", status);
 		sf_err_set(err, SF_TRANSIENT, httpcode,
 		    "Salesforce answered HTTP %ld", status);
+		if (status >= 400 && status <= 499)
+			log_warn("sf_unknown_error", "Salesforce answered HTTP %ld "
+			    "without a JSON OAuth error: kept transient", status);
 		goto out;
 	}
 	if (desc != NULL)
 		sf_text_copy(clean, sizeof(clean), desc);
 	if (status == 400 || status == 401 || status == 403) {
-		for (i = 0; i < ARRAY_LEN(oauth_errors); i++) {
-			if (strcmp(oauth_errors[i].error, code) != 0)
-				continue;
-			if (oauth_errors[i].description != NULL &&
-			    strcasecmp(oauth_errors[i].description, clean) != 0)
-				continue;
-			kind = oauth_errors[i].kind;
-			break;
-		}
+		if ((row = oauth_error_find(code, clean)) != NULL)
+			kind = row->kind;
+		else
+			log_warn("sf_unknown_error", "Salesforce answered HTTP %ld "
+			    "with an unknown error %s (%s): kept transient", status,
+			    code, clean[0] != '\0' ? clean : "no description");
 	}
 	if (clean[0] != '\0')
 		sf_err_set(err, kind, code, "%s", clean);

@@ -13,6 +13,7 @@
  *
  * A struct sf belongs to one thread: the share has no lock callbacks.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ struct sf_req {
 	struct buf	*out;		/* response body; max SF_RESPONSE_MAX */
 	long		 status;	/* out: the HTTP status */
 	double		 seconds;	/* out: the transfer's duration */
+	bool		 once;		/* a failure once sent: refresh_outcome_unknown */
 };
 
 /* ---------------------------------------------------------------- HTTP */
@@ -209,6 +211,36 @@ oom:
 	return -1;
 }
 
+/* true when curl wrote (some of) the request before the transfer failed. */
+static bool
+request_sent(struct sf_xfer *x)
+{
+	long	 sent = 0;
+
+	return curl_easy_getinfo(x->c, CURLINFO_REQUEST_SIZE, &sent) ==
+	    CURLE_OK && sent > 0;
+}
+
+/*
+ * A refresh that failed after its request went out (a timeout while
+ * waiting, a connection dropped before or during the answer): Salesforce
+ * may have used the refresh token and, with rotation, replaced it. It is
+ * not sent again by this call; the next scheduled try presents the stored
+ * token (docs/API.md, "refresh_outcome_unknown").
+ */
+static void
+outcome_unknown(struct sf_xfer *x, struct sf_error *err)
+{
+	char	 was[sizeof(err->code)];
+
+	snprintf(was, sizeof(was), "%s", err->code);
+	sf_err_set(err, SF_TRANSIENT, "refresh_outcome_unknown", "the refresh "
+	    "was sent to %s but its answer was lost (%s); it is not sent again "
+	    "now", x->host, was);
+	log_warn("refresh_outcome_unknown", "%s %s: the request was sent, the "
+	    "answer lost (%s); not re-sent", x->r->what, x->host, was);
+}
+
 /*
  * Judges a transfer started by xfer_start() that ended with rc. 0 when
  * Salesforce answered (any status: x->r->status, body in x->r->out), or -1
@@ -234,6 +266,8 @@ xfer_done(struct sf_xfer *x, CURLcode rc, struct sf_error *err)
 		sf_classify_transport(rc, x->host, x->errbuf, err);
 		log_warn("sf_http_failed", "%s %s: %s (%s)", r->what, x->host,
 		    err->code, err->message);
+		if (r->once && request_sent(x))
+			outcome_unknown(x, err);
 		return -1;
 	}
 	curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &r->status);
@@ -483,6 +517,9 @@ refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
 	 */
 	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
 	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+	/* An answer lost to a timeout is costly here: the refresh waits longer. */
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, sf->cfg->refresh_timeout_ms);
+	p->r.once = true;
 	return 0;
 }
 

@@ -334,6 +334,12 @@ checker_main(struct app *app)
 			log_info("checked", "%d checked: %d connected, %d degraded, "
 			    "%d invalid", counts.checked, counts.connected,
 			    counts.degraded, counts.invalid);
+		memset(&counts, 0, sizeof(counts));
+		if (db_ensure(app->db) == DB_OK &&
+		    lc_recheck_invalid(app, "background-recheck", &counts) ==
+		    DB_OK && counts.checked > 0)
+			log_info("rechecked", "%d invalid re-checked: %d connected "
+			    "again", counts.checked, counts.connected);
 		(void)db_housekeeping(app->db, app->cfg->audit_retention_days);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (!stop_requested)
@@ -588,6 +594,8 @@ reload(pid_t *pids, int *n, struct app *app, struct cfg *cfg)
 	*app = loaded;
 	*n = generation_size(cfg);
 	log_set_level(level);
+	status_set_banner_href(cfg->banner_action_url);
+	status_set_alert_after(cfg->degraded_alert_after_s);
 	log_info("reloaded", "configuration reloaded: %ld workers",
 	    cfg->workers);
 	notify_systemd("READY=1");
@@ -843,6 +851,7 @@ main(int argc, char *argv[])
 	log_set_level(level);
 	app.cfg = &cfg;
 	status_set_banner_href(cfg.banner_action_url);
+	status_set_alert_after(cfg.degraded_alert_after_s);
 	if (load_secrets(&app, &cfg) == -1 || check_schema(&cfg) == -1)
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)

@@ -209,7 +209,7 @@ class Config:
     idle_limit_applies: str = "rotation"    # "rotation" (only with rotation on), "always", "never"
     approval_limit: int = APPROVAL_LIMIT    # live grants per user per app (0: no limit)
     session_timeout_s: int = 0          # access tokens die this long after issue (0: never)
-    id_on_login_host: bool = False      # id URLs on login./test. instead of the request's host
+    id_on_login_host: bool = True       # id URLs on login./test. (as Salesforce); off: the request's host
     withhold_scopes: list = field(default_factory=list)  # scopes never granted
     authorize_error: str = None         # authorize redirects with this error code
     authorize_error_description: str = None

@@ -330,7 +330,8 @@ class FakeSFTest(unittest.TestCase):
                                           "instance_url": f"https://acme--dev.sandbox.my.localhost:{self.port}"})
         self.assertEqual(cfg["org_id"], fakesf.sf_id18("00D000000000001"))
         tok = self.connect(host="acme--dev.sandbox.my.localhost")
-        self.assertEqual(tok["id"], f"https://acme--dev.sandbox.my.localhost:{self.port}"
+        # id_on_login_host (the default): a sandbox My Domain's id is on test.
+        self.assertEqual(tok["id"], f"https://test.localhost:{self.port}"
                                     f"/id/{cfg['org_id']}/{cfg['user_id']}")
         self.assertEqual(tok["instance_url"], cfg["instance_url"])
         self.assertEqual(self.identity(tok).json()["username"], "bob@sb.example")
@@ -447,9 +448,10 @@ class FakeSFTest(unittest.TestCase):
     def test_id_on_login_host(self):
         cfg = self.ctl("GET", "config")
         path = f"/id/{cfg['org_id']}/{cfg['user_id']}"
-        tok = self.connect(host="acme.my.localhost")      # default: the request's host
+        self.ctl("POST", "config", {"id_on_login_host": False})
+        tok = self.connect(host="acme.my.localhost")      # off: the request's host
         self.assertEqual(tok["id"], f"https://acme.my.localhost:{self.port}{path}")
-        self.ctl("POST", "config", {"id_on_login_host": True})
+        self.ctl("POST", "config", {"id_on_login_host": True})  # the default
         for host, login in (("acme.my.localhost", "login.localhost"),
                             ("acme--dev.sandbox.my.localhost", "test.localhost"),
                             ("test.localhost", "test.localhost"),

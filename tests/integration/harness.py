@@ -834,6 +834,10 @@ class Stack:
                 values.pop(k, None)
             else:
                 values[k] = str(v)
+        # A refresh's own timeout (30 s by default) follows http_timeout_ms
+        # here, so that the suites' timeouts stay short; a test may set it.
+        if "refresh_timeout_ms" not in self.config_overrides:
+            values["refresh_timeout_ms"] = values["http_timeout_ms"]
         return values
 
     def write_config(self, path, socket_path):

@@ -924,7 +924,10 @@ class ReconnectTest(OAuthCase):
 # ---------------------------------------------------------------- login hosts
 
 class LoginHostTest(OAuthCase):
-    def assert_hosts(self, org, key, body, host, environment, login_host):
+    def assert_hosts(self, org, key, body, host, environment, login_host, id_host=None):
+        """Every call of a connect, check and remove goes to host, but the
+        identity, which goes to id_host: Salesforce's id URLs are on the
+        login host (login. / test.), also for a My Domain login."""
         r = self.connect(org, key, body, accept_json=True)
         self.assertEqual(r[0], 200, r[2])
         s = r[2]
@@ -940,7 +943,8 @@ class LoginHostTest(OAuthCase):
             with self.subTest(endpoint=endpoint):
                 seen = [x["host"] for x in self.sf_requests(endpoint)]
                 self.assertTrue(seen, f"no {endpoint} call")
-                self.assertEqual(set(seen), {host}, f"{endpoint} went to {seen}")
+                want = id_host or host if endpoint == "identity" else host
+                self.assertEqual(set(seen), {want}, f"{endpoint} went to {seen}")
 
     def test_sandbox_uses_its_login_host(self):
         org, keys = self.make_org("sandbox")
@@ -962,7 +966,9 @@ class LoginHostTest(OAuthCase):
             with self.subTest(my_domain=body["my_domain"]):
                 STACK.fakesf("POST", "reset")
                 org, keys = self.make_org(f"mydomain{i}")
-                self.assert_hosts(org, keys["admin"], body, host, env, f"https://{host}")
+                id_host = f"{'test' if env == 'sandbox' else 'login'}.localhost:{port}"
+                self.assert_hosts(org, keys["admin"], body, host, env, f"https://{host}",
+                                  id_host=id_host)
 
     def test_lightning_and_foreign_domains_are_refused(self):
         org, keys = self.make_org("lightning")

@@ -353,6 +353,14 @@ test_classify_error(void **state)
 		{ 400, "{\"error\":\"invalid_grant\",\"error_description\":"
 		    "\"line1\\nline2\\u0007\"}", SF_INVALID, "invalid_grant",
 		    "line1 line2 " },
+		/* Case-insensitive; the upper-case OAUTH_* family. */
+		{ 400, "{\"error\":\"INVALID_GRANT\",\"error_description\":"
+		    "\"Token Request Is Already Being Processed\"}", SF_TRANSIENT,
+		    "INVALID_GRANT", NULL },
+		{ 400, "{\"error\":\"OAUTH_APP_BLOCKED\"}", SF_INVALID,
+		    "OAUTH_APP_BLOCKED", NULL },
+		{ 400, "{\"error\":\"OAUTH_EC_APP_NOT_FOUND\"}", SF_CONFIG,
+		    "OAUTH_EC_APP_NOT_FOUND", NULL },
 	};
 	struct sf_error	 err;
 	size_t		 i;
@@ -367,6 +375,34 @@ test_classify_error(void **state)
 		assert_true(err.message[0] != '\0');
 		if (t[i].message != NULL)
 			assert_string_equal(err.message, t[i].message);
+	}
+}
+
+static void
+test_hint_codes(void **state)
+{
+	static const struct {
+		const char	*code, *message, *hint;
+		bool		 heals;
+	} t[] = {
+		{ "invalid_grant", "expired access/refresh token", "refresh_token_policy", false },
+		{ "INVALID_GRANT", "IP Restricted or Invalid Login Hours", "ip_or_hours_restricted", true },
+		{ "invalid_grant", "authentication failure", "user_inactive", false },
+		{ "inactive_user", "user is inactive", "user_inactive", false },
+		{ "invalid_grant", "user hasn't approved this consumer", "app_not_approved", false },
+		{ "invalid_grant", "something else", "refresh_token_policy", false },
+		{ "oauth_app_blocked", "", "app_blocked", false },
+		{ "org_mismatch", "x", "org_changed", false },
+		{ "refresh_outcome_unknown", "x", "refresh_outcome_unknown", false },
+		{ "http_400", "x", "salesforce_unavailable", false },
+		{ "brand_new", "x", "unknown_error", false },
+		{ "", "", "none", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		assert_string_equal(sf_hint_code(t[i].code, t[i].message), t[i].hint);
+		assert_int_equal(sf_error_may_heal(t[i].code, t[i].message), t[i].heals);
 	}
 }
 
@@ -965,6 +1001,7 @@ main(void)
 		cmocka_unit_test(test_authorize_url),
 		cmocka_unit_test(test_classify_error),
 		cmocka_unit_test(test_classify_long_description),
+		cmocka_unit_test(test_hint_codes),
 		cmocka_unit_test(test_classify_transport),
 		cmocka_unit_test(test_token_response_good),
 		cmocka_unit_test(test_token_response_vector),
