@@ -11,6 +11,7 @@
 #include "api.h"
 #include "crypto.h"
 #include "db.h"
+#include "http_parse.h"
 #include "log.h"
 #include "util.h"
 
@@ -401,18 +402,15 @@ lookup_answer(struct ctx *c, int rc, int status, const char *code,
 static int
 authenticate(struct ctx *c)
 {
-	const char	*auth = c->req->authorization, *key;
+	const char	*key = http_bearer_key(c->req->authorization);
 	char		 hash[65];
 	int		 rc;
 
-	if (strncasecmp(auth, "Bearer ", 7) != 0) {
+	if (key == NULL) {
 		api_error(c, 401, "unauthorized", "an API key is required "
 		    "(Authorization: Bearer <key>)");
 		return -1;
 	}
-	key = auth + 7;
-	while (*key == ' ')
-		key++;
 	crypto_sha256_hex(key, strlen(key), hash);
 	rc = db_key_lookup(c->app->db, hash, &c->who);
 	return lookup_answer(c, rc, 401, "unauthorized", "the API key is not "
