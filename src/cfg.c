@@ -48,6 +48,7 @@ static const struct cfg_key keys[] = {
 	{ "webhook_max_age_s", CFG_LONG, S(webhook_max_age_s), "86400", 0, 1, 30 * 86400 },
 	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
 	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
+	{ "fastcgi_allowed_peers", CFG_STR, S(fastcgi_allowed_peers), "", 1, 0, 0 },
 };
 #undef S
 

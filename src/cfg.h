@@ -35,6 +35,7 @@ struct cfg {
 	long	 webhook_max_age_s;	/* retries stop, the event is failed */
 	char	*cors_allowed_origins;
 	char	*log_level;
+	char	*fastcgi_allowed_peers;	/* TCP listen: "" means loopback only */
 };
 
 /*

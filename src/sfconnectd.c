@@ -24,6 +24,7 @@
 #include "db.h"
 #include "events.h"
 #include "fcgi.h"
+#include "fcgi_guard.h"
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -146,6 +147,40 @@ open_listener(const struct cfg *cfg)
 	if (strncmp(cfg->listen, "unix:", 5) == 0)
 		return bind_unix(cfg->listen + 5);
 	return bind_tcp(cfg->listen);
+}
+
+/*
+ * Checks fastcgi_allowed_peers, and refuses a TCP listener on an address
+ * other than loopback unless the list is set explicitly: whoever reaches
+ * the port speaks FastCGI, forged parameters included. -1 after logging.
+ */
+static int
+check_peers(int fd, const struct cfg *cfg)
+{
+	struct fcgi_peers	 peers;
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof(ss);
+	const char		*list = cfg->fastcgi_allowed_peers;
+	char			 err[256];
+
+	if (fcgi_peers_parse(&peers, list[0] != '\0' ? list :
+	    FCGI_PEERS_DEFAULT, err, sizeof(err)) == -1) {
+		log_error("config", "%s", err);
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		log_error("listen", "getsockname: %s", strerror(errno));
+		return -1;
+	}
+	if ((ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+	    list[0] == '\0' &&
+	    !fcgi_addr_is_loopback((struct sockaddr *)&ss, len)) {
+		log_error("config", "listen: %s is not a loopback address; set "
+		    "fastcgi_allowed_peers to the addresses of the front ends",
+		    cfg->listen);
+		return -1;
+	}
+	return 0;
 }
 
 /* Loads the secrets a worker needs into app; -1 after logging why. */
@@ -521,7 +556,7 @@ main(int argc, char *argv[])
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		goto out;
-	if ((fd = open_listener(&cfg)) == -1)
+	if ((fd = open_listener(&cfg)) == -1 || check_peers(fd, &cfg) == -1)
 		goto out;
 	sigemptyset(&handled);
 	sigaddset(&handled, SIGCHLD);
