@@ -7,16 +7,14 @@
 #ifndef SFC_FUZZ_ANSWERS_H
 #define SFC_FUZZ_ANSWERS_H
 
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "fuzz_common.h"
 #include "sf.h"
 #include "sf_internal.h"
-
-#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 static const long answer_statuses[] = {
 	200, 200, 200, 200, 400, 401, 403, 404, 429, 500, 502, 503, 302, 204,
@@ -39,43 +37,6 @@ answer_split(const uint8_t *data, size_t size, struct buf *b)
 	return status;
 }
 
-/* true when s (within n bytes) is NUL-terminated valid UTF-8 without control characters. */
-static inline bool
-answer_text_ok(const char *s, size_t n)
-{
-	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 len = strnlen(s, n), i = 0;
-
-	if (len == n)
-		return false;
-	while (i < len) {
-		unsigned char	 c = p[i];
-		size_t		 more;
-
-		if (c < 0x20 || c == 0x7f)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			more = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			more = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
-			more = 3;
-		else
-			return false;
-		if (i + more >= len)
-			return false;
-		for (size_t k = 1; k <= more; k++)
-			if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-				return false;
-		i += more + 1;
-	}
-	return true;
-}
-
 /* A refusal: bounded code, displayable message, the answer's status. */
 static inline void
 answer_check_error(const struct sf_error *err, long status)
@@ -83,7 +44,7 @@ answer_check_error(const struct sf_error *err, long status)
 	CHECK(err->kind != SF_OK);
 	CHECK(err->code[0] != '\0' &&
 	    strnlen(err->code, sizeof(err->code)) < sizeof(err->code));
-	CHECK(answer_text_ok(err->message, sizeof(err->message)));
+	CHECK(fuzz_text_ok(err->message, sizeof(err->message)));
 	CHECK(err->http_status == status);
 	/* Only a 4xx may tell the customer to reconnect. */
 	if (err->kind == SF_INVALID)

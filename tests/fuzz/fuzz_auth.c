@@ -18,18 +18,9 @@
 
 #include "http.h"
 #include "http_parse.h"
+#include "fuzz_common.h"
 #include "log.h"
 
-#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	log_set_level(LOGL_ERROR);
-	return 0;
-}
 
 static const char *
 param(const char *name, void *arg)

@@ -11,16 +11,6 @@
  * code, a displayable message and the answer's status.
  */
 #include "fuzz_answers.h"
-#include "log.h"
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	log_set_level(LOGL_ERROR);
-	return 0;
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
