@@ -94,9 +94,10 @@ now_ms(void)
  * Waits until the connection fd has sent the whole head of its request
  * (fcgi_head_check), looking at it with MSG_PEEK so that libfcgi reads it
  * all afterwards. buf has FCGI_HEAD_MAX bytes; it is wiped before return.
+ * *seen: how many bytes had come (0: closed or silent, e.g. a probe).
  */
 static enum fcgi_head
-head_wait(int fd, unsigned char *buf)
+head_wait(int fd, unsigned char *buf, size_t *seen)
 {
 	enum fcgi_head	 v = FCGI_HEAD_BAD;
 	long		 deadline = now_ms() + HEAD_TIMEOUT_MS, left;
@@ -133,6 +134,7 @@ head_wait(int fd, unsigned char *buf)
 	if (v == FCGI_HEAD_MORE)
 		v = FCGI_HEAD_BAD;
 	OPENSSL_cleanse(buf, (size_t)n);
+	*seen = (size_t)n;
 	return v;
 }
 
@@ -163,6 +165,7 @@ accept_conn(int listen_fd, const struct fcgi_peers *peers,
 	struct sockaddr_storage	 ss;
 	socklen_t		 len;
 	char			 text[INET6_ADDRSTRLEN];
+	size_t			 seen;
 	int			 fd;
 
 	while (!*stop) {
@@ -198,10 +201,12 @@ accept_conn(int listen_fd, const struct fcgi_peers *peers,
 			close(fd);
 			continue;
 		}
-		if (head_wait(fd, head) != FCGI_HEAD_OK) {
-			log_warn("fastcgi_bad_request", "connection closed: "
-			    "malformed, oversized or incomplete FastCGI "
-			    "parameters");
+		if (head_wait(fd, head, &seen) != FCGI_HEAD_OK) {
+			if (seen > 0)
+				log_warn("fastcgi_bad_request", "connection "
+				    "closed: malformed, oversized or incomplete "
+				    "FastCGI parameters (%lu bytes)",
+				    (unsigned long)seen);
 			close(fd);
 			continue;
 		}
