@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "api.h"
 #include "crypto.h"
 #include "db.h"
+#include "http_parse.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -123,14 +125,40 @@ route_match(const char *pattern, const char *path, struct match *m)
 	return 1;
 }
 
+#define API_JSON_FIRST	4096	/* the first try of print_body: most answers */
+
+/*
+ * Prints body into out with cJSON_PrintPreallocated: cJSON's own print
+ * buffer (grown by realloc, then freed as it is) would leave copies of a
+ * token or a new API key in freed memory. out is presized (buf_presize:
+ * wiped whenever it moves or goes); a print that does not fit is wiped and
+ * tried again in a buffer four times larger, up to out's maximum. 0 or -1.
+ */
+static int
+print_body(struct buf *out, cJSON *body)
+{
+	size_t	 size = API_JSON_FIRST;
+
+	for (;;) {
+		buf_cleanse_free(out);
+		if (size > out->max)
+			size = out->max;
+		if (buf_presize(out, size) == -1 || out->cap > INT_MAX)
+			return -1;
+		if (cJSON_PrintPreallocated(body, out->data, (int)out->cap, 0)) {
+			out->len = strlen(out->data);
+			return 0;
+		}
+		if (size == out->max)
+			return -1;
+		size *= 4;
+	}
+}
+
 void
 api_json(struct ctx *c, int status, cJSON *body)
 {
-	char	*text = NULL;
-
-	buf_reset(&c->res->body);
-	if (body == NULL || (text = cJSON_PrintUnformatted(body)) == NULL ||
-	    buf_puts(&c->res->body, text) == -1) {
+	if (body == NULL || print_body(&c->res->body, body) == -1) {
 		buf_reset(&c->res->body);
 		c->res->status = 500;
 		buf_printf(&c->res->body, "{\"error\":{\"code\":\"internal\","
@@ -139,9 +167,6 @@ api_json(struct ctx *c, int status, cJSON *body)
 	} else
 		c->res->status = status;
 	c->res->content_type = "application/json";
-	if (text != NULL)
-		OPENSSL_cleanse(text, strlen(text));
-	free(text);
 	cJSON_Delete(body);
 }
 
@@ -415,18 +440,15 @@ static int
 authenticate(struct ctx *c, const char *slug, bool want_integ,
     struct db_auth *a)
 {
-	const char	*auth = c->req->authorization, *key;
+	const char	*key = http_bearer_key(c->req->authorization);
 	char		 hash[65];
 	int		 rc;
 
-	if (strncasecmp(auth, "Bearer ", 7) != 0) {
+	if (key == NULL) {
 		api_error(c, 401, "unauthorized", "an API key is required "
 		    "(Authorization: Bearer <key>)");
 		return -1;
 	}
-	key = auth + 7;
-	while (*key == ' ')
-		key++;
 	crypto_sha256_hex(key, strlen(key), hash);
 	rc = db_auth_lookup(c->app->db, hash, slug, want_integ, a);
 	if (rc == DB_OK)

@@ -29,7 +29,14 @@ buf_reserve(struct buf *b, size_t extra)
 		ncap *= 2;
 	if (ncap > b->max + 1)
 		ncap = b->max + 1;
-	if ((p = realloc(b->data, ncap)) == NULL)
+	if (b->wipe && b->data != NULL) {
+		/* realloc would free the old block as it is: copy, then wipe. */
+		if ((p = malloc(ncap)) == NULL)
+			return -1;
+		memcpy(p, b->data, b->len + 1);
+		OPENSSL_cleanse(b->data, b->cap);
+		free(b->data);
+	} else if ((p = realloc(b->data, ncap)) == NULL)
 		return -1;
 	b->data = p;
 	b->cap = ncap;
@@ -135,6 +142,8 @@ buf_steal(struct buf *b)
 void
 buf_free(struct buf *b)
 {
+	if (b->wipe && b->data != NULL)
+		OPENSSL_cleanse(b->data, b->cap);
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
@@ -143,6 +152,7 @@ buf_free(struct buf *b)
 int
 buf_presize(struct buf *b, size_t size)
 {
+	b->wipe = 1;
 	if (buf_reserve(b, size) == -1)
 		return -1;
 	/* buf_reserve() may have made the first allocation: terminate it. */

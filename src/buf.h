@@ -10,6 +10,7 @@ struct buf {
 	size_t	 len;
 	size_t	 cap;
 	size_t	 max;	/* len never exceeds this */
+	int	 wipe;	/* set by buf_presize: no copy is ever freed unwiped */
 };
 
 void	buf_init(struct buf *b, size_t max);
@@ -33,7 +34,10 @@ void	buf_free(struct buf *b);
  * buf_presize() makes one allocation with room for size more bytes, so that
  * appends within it never realloc; call it on an empty buffer, before the
  * secret goes in. The data (if any) is kept. 0, or -1 when len + size would
- * exceed the maximum or memory ran out.
+ * exceed the maximum or memory ran out. It also marks b as holding a
+ * secret: an append past the presized room moves the data to a new block
+ * and overwrites the old one, and buf_free() overwrites like
+ * buf_cleanse_free(), for as long as b lives (buf_init clears the mark).
  */
 int	buf_presize(struct buf *b, size_t size);
 /* Overwrites the whole allocation of b (not only len bytes), then frees it like buf_free(). */

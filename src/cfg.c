@@ -54,6 +54,7 @@ static const struct cfg_key keys[] = {
 	{ "degraded_alert_after_s", CFG_LONG, S(degraded_alert_after_s), "21600", 0, 1, 30 * 86400 },
 	{ "invalid_recheck_interval_s", CFG_LONG, S(invalid_recheck_interval_s), "86400", 0, 0, 30 * 86400 },
 	{ "connect_prompt", CFG_STR, S(connect_prompt), "login", 1, 0, 0 },
+	{ "fastcgi_allowed_peers", CFG_STR, S(fastcgi_allowed_peers), "", 1, 0, 0 },
 };
 #undef S
 

@@ -41,6 +41,7 @@ struct cfg {
 	long	 degraded_alert_after_s;	/* no successful refresh for this long: a warning banner */
 	long	 invalid_recheck_interval_s;	/* 0: invalid integrations are never re-checked */
 	char	*connect_prompt;	/* the authorize URL's prompt; "": none */
+	char	*fastcgi_allowed_peers;	/* TCP listen: "" means loopback only */
 };
 
 /*

@@ -1,11 +1,30 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <fcgiapp.h>
+#include <openssl/crypto.h>
 
 #include "api.h"
+#include "app.h"
+#include "cfg.h"
 #include "fcgi.h"
+#include "fcgi_guard.h"
 #include "http_parse.h"
 #include "log.h"
+
+/* How long a new connection may take to send its parameters. */
+#define HEAD_TIMEOUT_MS	10000
+/* How often a connection whose parameters are incomplete is looked at again. */
+#define HEAD_POLL_MS	10
 
 /* http_param_fn over the request's FastCGI environment. */
 static const char *
@@ -40,12 +59,168 @@ write_response(FCGX_Request *r, const struct http_response *res)
 	FCGX_PutS("\r\n", r->out);
 	if (res->body.len > 0)
 		FCGX_PutStr(res->body.data, (int)res->body.len, r->out);
+	FCGX_FFlush(r->out);
 	return FCGX_GetError(r->out) == 0 ? 0 : -1;
 }
 
 /*
- * SIGTERM is blocked except around accept(): a stop request interrupts a
- * waiting accept, and never a request in progress, which finishes first.
+ * Overwrites what libfcgi kept of the request and the response: the
+ * parameters (the Authorization header's API key) and the output buffer
+ * (a token or a new API key). Every byte written goes through that buffer
+ * (FCGX_PutStr copies into it); after FCGX_FFlush it is empty, and its
+ * free room, [wrNext, stop), is the whole buffer but the record header.
+ */
+static void
+wipe_request(FCGX_Request *r)
+{
+	if (r->out != NULL && r->out->wrNext != NULL &&
+	    r->out->stop > r->out->wrNext)
+		OPENSSL_cleanse(r->out->wrNext,
+		    (size_t)(r->out->stop - r->out->wrNext));
+	for (char **e = r->envp; e != NULL && *e != NULL; e++)
+		OPENSSL_cleanse(*e, strlen(*e));
+}
+
+static long
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Waits until the connection fd has sent the whole head of its request
+ * (fcgi_head_check), looking at it with MSG_PEEK so that libfcgi reads it
+ * all afterwards. buf has FCGI_HEAD_MAX bytes; it is wiped before return.
+ * *seen: how many bytes had come (0: closed or silent, e.g. a probe).
+ */
+static enum fcgi_head
+head_wait(int fd, unsigned char *buf, size_t *seen)
+{
+	enum fcgi_head	 v = FCGI_HEAD_BAD;
+	long		 deadline = now_ms() + HEAD_TIMEOUT_MS, left;
+	ssize_t		 n = 0, got;
+
+	while ((left = deadline - now_ms()) > 0) {
+		struct pollfd	 pfd = { fd, POLLRDHUP, 0 };
+
+		/* Once something has come, POLLIN stays set: poll the timeout. */
+		if (n == 0)
+			pfd.events |= POLLIN;
+		if (poll(&pfd, 1, n == 0 ? (int)left : left < HEAD_POLL_MS ?
+		    (int)left : HEAD_POLL_MS) == -1 && errno != EINTR)
+			break;
+		got = recv(fd, buf, FCGI_HEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
+		if (got == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			continue;
+		if (got <= 0)
+			break;
+		if (got == n) {
+			if (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))
+				break;
+			continue;
+		}
+		n = got;
+		if ((v = fcgi_head_check(buf, (size_t)n)) != FCGI_HEAD_MORE)
+			break;
+		if (n == FCGI_HEAD_MAX) {
+			v = FCGI_HEAD_BAD;
+			break;
+		}
+	}
+	if (v == FCGI_HEAD_MORE)
+		v = FCGI_HEAD_BAD;
+	OPENSSL_cleanse(buf, (size_t)n);
+	*seen = (size_t)n;
+	return v;
+}
+
+/* The peer of a refused connection, for the log line. */
+static void
+peer_text(const struct sockaddr_storage *ss, char *dst, size_t dstlen)
+{
+	const void	*a = ss->ss_family == AF_INET6 ?
+	    (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr :
+	    (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+
+	if (inet_ntop(ss->ss_family, a, dst, (socklen_t)dstlen) == NULL)
+		snprintf(dst, dstlen, "?");
+}
+
+/*
+ * Waits for a connection on listen_fd (non-blocking, shared by the
+ * workers) and accepts it: a peer outside peers, or a head that is not
+ * well-formed FastCGI, is closed before libfcgi reads a byte. SIGTERM is
+ * delivered only while waiting here (ppoll with waitmask). The connected
+ * fd, or -1 when *stop was set or accepting failed for good.
+ */
+static int
+accept_conn(int listen_fd, const struct fcgi_peers *peers,
+    const sigset_t *waitmask, unsigned char *head,
+    volatile sig_atomic_t *stop)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	char			 text[INET6_ADDRSTRLEN];
+	size_t			 seen;
+	int			 fd;
+
+	while (!*stop) {
+		struct pollfd	 pfd = { listen_fd, POLLIN, 0 };
+
+		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_error("accept", "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (*stop)
+			break;
+		len = sizeof(ss);
+		if ((fd = accept4(listen_fd, (struct sockaddr *)&ss, &len,
+		    SOCK_CLOEXEC)) == -1) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				log_warn("accept", "%s", strerror(errno));
+				usleep(100 * 1000);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED &&
+			    errno != EPROTO && errno != EPERM) {
+				log_error("accept", "%s", strerror(errno));
+				return -1;
+			}
+			continue;
+		}
+		if (!fcgi_peers_allow(peers, (struct sockaddr *)&ss, len)) {
+			peer_text(&ss, text, sizeof(text));
+			log_warn("fastcgi_peer_refused", "connection from %s "
+			    "closed: not in fastcgi_allowed_peers", text);
+			close(fd);
+			continue;
+		}
+		if (head_wait(fd, head, &seen) != FCGI_HEAD_OK) {
+			if (seen > 0)
+				log_warn("fastcgi_bad_request", "connection "
+				    "closed: malformed, oversized or incomplete "
+				    "FastCGI parameters (%lu bytes)",
+				    (unsigned long)seen);
+			close(fd);
+			continue;
+		}
+		return fd;
+	}
+	return -1;
+}
+
+/*
+ * The edge accepts each connection itself (accept_conn) and hands it to
+ * libfcgi as the request's ipcFd; libfcgi's own accept is never used (its
+ * listen socket is -1, so a connection it drops is not followed by an
+ * accept of its own). SIGTERM stays blocked from the accept to the end of
+ * the response, parameters included: a request once accepted finishes.
  */
 int
 fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
@@ -53,21 +228,37 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 	FCGX_Request		 r;
 	struct http_request	 req;
 	struct http_response	 res;
-	sigset_t		 term;
-	int			 rc;
+	struct fcgi_peers	 peers;
+	sigset_t		 term, waitmask;
+	const char		*list = app->cfg->fastcgi_allowed_peers;
+	unsigned char		*head = NULL;
+	char			 err[256];
+	int			 fd, flags, ret = -1;
 
-	if (FCGX_Init() != 0 ||
-	    FCGX_InitRequest(&r, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0)
+	if (list == NULL || list[0] == '\0')
+		list = FCGI_PEERS_DEFAULT;
+	if (fcgi_peers_parse(&peers, list, err, sizeof(err)) == -1) {
+		log_error("config", "%s", err);
 		return -1;
+	}
+	if ((flags = fcntl(listen_fd, F_GETFL)) == -1 ||
+	    fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) == -1 ||
+	    (head = malloc(FCGI_HEAD_MAX)) == NULL ||
+	    FCGX_Init() != 0 || FCGX_InitRequest(&r, -1, 0) != 0)
+		goto out;
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
 	sigaddset(&term, SIGINT);
-	for (;;) {
-		sigprocmask(SIG_UNBLOCK, &term, NULL);
-		rc = *stop ? -1 : FCGX_Accept_r(&r);
-		sigprocmask(SIG_BLOCK, &term, NULL);
-		if (rc != 0)
-			break;
+	sigprocmask(SIG_BLOCK, &term, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+	while ((fd = accept_conn(listen_fd, &peers, &waitmask, head,
+	    stop)) != -1) {
+		/* Kept by the FCGX_Finish_r that FCGX_Accept_r starts with. */
+		r.ipcFd = fd;
+		r.keepConnection = 1;
+		if (FCGX_Accept_r(&r) != 0)
+			continue;	/* libfcgi refused it and closed fd */
 		http_request_init(&req);
 		http_response_init(&res);
 		/* A flag set in req is answered by api_handle (400, 413). */
@@ -79,8 +270,13 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 		log_set_request_id(NULL);
 		http_response_free(&res);
 		http_request_free(&req);
+		wipe_request(&r);
+		r.keepConnection = 0;	/* one request per connection */
 		FCGX_Finish_r(&r);
 	}
-	FCGX_Free(&r, 0);
-	return 0;
+	FCGX_Free(&r, 1);
+	ret = 0;
+out:
+	free(head);
+	return ret;
 }

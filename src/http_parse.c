@@ -1,6 +1,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "crypto.h"
 #include "http_parse.h"
@@ -141,4 +142,18 @@ http_request_parse(struct http_request *req, http_param_fn *param_fn,
 	parse_request_id(req, param_fn, arg);
 	parse_body(req, param_fn, read_fn, arg);
 	return req->too_long || req->bad_length || req->body_too_large ? -1 : 0;
+}
+
+const char *
+http_bearer_key(const char *authorization)
+{
+	const char	*key;
+
+	if (authorization == NULL ||
+	    strncasecmp(authorization, "Bearer ", 7) != 0)
+		return NULL;
+	key = authorization + 7;
+	while (*key == ' ')
+		key++;
+	return key;
 }

@@ -39,4 +39,12 @@ typedef long		 http_read_fn(char *dst, size_t n, void *arg);
 int	http_request_parse(struct http_request *req, http_param_fn *param_fn,
 	    http_read_fn *read_fn, void *arg);
 
+/*
+ * The API key of an Authorization header value: the text after the scheme
+ * "Bearer" (any case) and the spaces that follow it, to the end (it may be
+ * empty). NULL when the value is not of that scheme. The key points into
+ * authorization; nothing is copied.
+ */
+const char	*http_bearer_key(const char *authorization);
+
 #endif

@@ -29,6 +29,7 @@
 #include "db.h"
 #include "events.h"
 #include "fcgi.h"
+#include "fcgi_guard.h"
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -238,6 +239,40 @@ load_secrets_err(struct app *app, const struct cfg *cfg, char *err,
 	    (app->webhook_secret = read_setting_secret("webhook_secret_file",
 	    cfg->webhook_secret_file, err, errlen)) == NULL)
 		return -1;
+	return 0;
+}
+
+/*
+ * Checks fastcgi_allowed_peers, and refuses a TCP listener on an address
+ * other than loopback unless the list is set explicitly: whoever reaches
+ * the port speaks FastCGI, forged parameters included. -1 after logging.
+ */
+static int
+check_peers(int fd, const struct cfg *cfg)
+{
+	struct fcgi_peers	 peers;
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof(ss);
+	const char		*list = cfg->fastcgi_allowed_peers;
+	char			 err[256];
+
+	if (fcgi_peers_parse(&peers, list[0] != '\0' ? list :
+	    FCGI_PEERS_DEFAULT, err, sizeof(err)) == -1) {
+		log_error("config", "%s", err);
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		log_error("listen", "getsockname: %s", strerror(errno));
+		return -1;
+	}
+	if ((ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
+	    list[0] == '\0' &&
+	    !fcgi_addr_is_loopback((struct sockaddr *)&ss, len)) {
+		log_error("config", "listen: %s is not a loopback address; set "
+		    "fastcgi_allowed_peers to the addresses of the front ends",
+		    cfg->listen);
+		return -1;
+	}
 	return 0;
 }
 
@@ -856,7 +891,7 @@ main(int argc, char *argv[])
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		goto out;
-	if ((fd = open_listener(&cfg)) == -1)
+	if ((fd = open_listener(&cfg)) == -1 || check_peers(fd, &cfg) == -1)
 		goto out;
 	sigemptyset(&handled);
 	sigaddset(&handled, SIGCHLD);

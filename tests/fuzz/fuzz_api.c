@@ -41,9 +41,9 @@
 #include "api.h"
 #include "db.h"
 #include "http_parse.h"
+#include "fuzz_common.h"
 #include "log.h"
 
-#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 #define ORIGIN_A	"https://app.example.com"
 #define ORIGIN_B	"http://localhost:8080"
@@ -106,15 +106,6 @@ static const struct cfg cfg = {
 	.cors_allowed_origins = ORIGIN_A " " ORIGIN_B,
 	.log_level = "error",
 };
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	log_set_level(LOGL_ERROR);
-	return 0;
-}
 
 /* http_param_fn: the field named, NULL for any other parameter. */
 static const char *

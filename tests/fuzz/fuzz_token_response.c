@@ -29,61 +29,15 @@
 #include <cjson/cJSON.h>
 
 #include "crypto.h"
+#include "fuzz_common.h"
 #include "log.h"
 #include "sf.h"
 #include "sf_internal.h"
 
-#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
 #define SECRET	"EXAMPLE_CONSUMER_SECRET"
 
 static const long statuses[] = { 400, 401, 403, 404, 429, 500, 503 };
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	log_set_level(LOGL_ERROR);
-	return 0;
-}
-
-/* true when s (within n bytes) is NUL-terminated valid UTF-8 without control characters. */
-static bool
-display_text_ok(const char *s, size_t n)
-{
-	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 len = strnlen(s, n), i = 0;
-
-	if (len == n)
-		return false;
-	while (i < len) {
-		unsigned char	 c = p[i];
-		size_t		 k, more;
-
-		if (c < 0x20 || c == 0x7f)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			more = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			more = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
-			more = 3;
-		else
-			return false;
-		if (i + more >= len)
-			return false;
-		for (k = 1; k <= more; k++)
-			if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-				return false;
-		i += more + 1;
-	}
-	return true;
-}
 
 static void
 check_error(const struct sf_error *err)
@@ -91,7 +45,7 @@ check_error(const struct sf_error *err)
 	CHECK(err->kind != SF_OK);
 	CHECK(err->code[0] != '\0' &&
 	    strnlen(err->code, sizeof(err->code)) < sizeof(err->code));
-	CHECK(display_text_ok(err->message, sizeof(err->message)));
+	CHECK(fuzz_text_ok(err->message, sizeof(err->message)));
 }
 
 static void
@@ -119,7 +73,7 @@ check_token(int rc, const struct sf_token *t, const struct sf_error *err)
 	CHECK(strncasecmp(t->instance_url, "https:", 6) == 0);
 	CHECK(strncasecmp(t->id_url, "https:", 6) == 0);
 	CHECK(t->issued_at_ms >= 0);
-	CHECK(display_text_ok(t->scope, sizeof(t->scope)));
+	CHECK(fuzz_text_ok(t->scope, sizeof(t->scope)));
 }
 
 /* The input with its "signature" made right for SECRET; NULL when it cannot be. */
@@ -214,8 +168,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(err.kind == SF_OK);
 		CHECK(strcmp(ident.org_id, (have_tok ? &tok : &fixed)->org_id) == 0);
 		CHECK(strcmp(ident.user_id, (have_tok ? &tok : &fixed)->user_id) == 0);
-		CHECK(display_text_ok(ident.username, sizeof(ident.username)));
-		CHECK(display_text_ok(ident.display_name,
+		CHECK(fuzz_text_ok(ident.username, sizeof(ident.username)));
+		CHECK(fuzz_text_ok(ident.display_name,
 		    sizeof(ident.display_name)));
 	} else {
 		CHECK(rc == -1);

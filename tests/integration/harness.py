@@ -223,10 +223,11 @@ class Daemon:
             self.stack.bin("sfconnectd"), "-c", self.config_path]
         if timeout is None:
             timeout = 120 if os.environ.get("SFC_WRAPPER") else 30
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        if self.socket_path.startswith("/"):
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
         log = open(self.log_path, "ab")
         env = dict(os.environ, **self.stack.daemon_env)
         _verbose(f"starting {self.name}: {' '.join(argv)}")
@@ -246,6 +247,13 @@ class Daemon:
                            + _tail(self.log_path))
 
     def _socket_answers(self):
+        if not self.socket_path.startswith("/"):     # "host:port" (fastcgi_tcp)
+            host, _, port = self.socket_path.rpartition(":")
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    return True
+            except OSError:
+                return False
         if not os.path.exists(self.socket_path):
             return False
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -314,9 +322,13 @@ class Stack:
 
     def __init__(self, workers=2, config=None, daemon_env=None, port=None,
                  fakesf=True, build_dir=None, keep=None, pg_proxy=False,
-                 nginx_extra=None):
+                 nginx_extra=None, fastcgi_tcp=False):
         self.workers = workers
         self.nginx_extra = nginx_extra  # text added to nginx's server block
+        # sfconnectd listens on 127.0.0.1:PORT (nginx too talks TCP to it)
+        # instead of a unix socket; the port is in self.fastcgi_addr.
+        self.fastcgi_tcp = fastcgi_tcp
+        self.fastcgi_addr = None
         self.want_pg_proxy = pg_proxy
         self.pg_proxy = None       # a pgproxy.PgProxy when pg_proxy
         self.config_overrides = dict(config or {})
@@ -406,8 +418,11 @@ class Stack:
             if self.want_fakesf:
                 self._start_fakesf()
             self._write_secrets()
-            self.port = self._start_nginx("nginx", self.path("sfconnectd.sock"), self.want_port)
-            self.daemon = Daemon(self, "sfconnectd", self.path("sfconnectd.sock"),
+            sock = self.path("sfconnectd.sock")
+            if self.fastcgi_tcp:
+                sock = self.fastcgi_addr = f"127.0.0.1:{free_port()}"
+            self.port = self._start_nginx("nginx", sock, self.want_port)
+            self.daemon = Daemon(self, "sfconnectd", sock,
                                  self.path("sfconnectd.conf"), self.path("sfconnectd.log"))
             self.write_config(self.daemon.config_path, self.daemon.socket_path)
             self.admin("migrate")
@@ -812,7 +827,7 @@ class Stack:
         fport = self.fakesf_port or 9
         values = {
             "database_url": self.database_url,
-            "listen": f"unix:{socket_path}",
+            "listen": f"unix:{socket_path}" if socket_path.startswith("/") else socket_path,
             "workers": str(self.workers),
             "public_base_url": self.base_url,
             "salesforce_client_id": CLIENT_ID,
@@ -874,6 +889,8 @@ class Stack:
             if self.nginx_extra and line.strip() == "server_name localhost;":
                 out.append(self.nginx_extra)
         text = "\n".join(out) + "\n"
+        if not socket_path.startswith("/"):          # fastcgi_tcp: "host:port"
+            text = text.replace("unix:@SOCKET@", socket_path)
         for k, v in (("@PREFIX@", prefix), ("@LISTEN@", listen), ("@SOCKET@", socket_path),
                      ("@WEBROOT@", webroot), ("@USER_LINE@", "user root;" if IS_ROOT else "")):
             text = text.replace(k, v)
