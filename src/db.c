@@ -197,7 +197,13 @@ dbi_exec_simple(struct db *db, const char *sql)
 enum db_rc
 db_begin(struct db *db)
 {
-	return dbi_exec_simple(db, "BEGIN");
+	bool		 idle = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+	enum db_rc	 rc = dbi_exec_simple(db, "BEGIN");
+
+	/* BEGIN changes nothing: on a dead idle connection, once more anew. */
+	if (rc == DB_UNAVAILABLE && idle && db_ensure(db) == DB_OK)
+		rc = dbi_exec_simple(db, "BEGIN");
+	return rc;
 }
 
 /* A COMMIT of a failed transaction "succeeds" with the tag ROLLBACK. */
