@@ -73,12 +73,36 @@ db_close(struct db *db)
 	free(db);
 }
 
+/*
+ * Reads what the server sent an idle connection: a terminated backend
+ * sends its FATAL notice, then closes, and only reading both marks the
+ * connection bad (else the next statement, maybe a write, fails on it).
+ * false when the connection is lost.
+ */
+static bool
+drain_idle(struct db *db)
+{
+	struct pollfd	 p;
+
+	for (int i = 0; i < 4; i++) {
+		if (!PQconsumeInput(db->conn))
+			return false;
+		(void)PQisBusy(db->conn);	/* parses notices and notifies */
+		p.fd = PQsocket(db->conn);
+		p.events = POLLIN;
+		p.revents = 0;
+		if (poll(&p, 1, 0) != 1)
+			break;
+	}
+	return PQstatus(db->conn) == CONNECTION_OK;
+}
+
 enum db_rc
 db_ensure(struct db *db)
 {
 	if (PQstatus(db->conn) == CONNECTION_OK &&
 	    PQtransactionStatus(db->conn) == PQTRANS_IDLE &&
-	    !PQconsumeInput(db->conn))
+	    !drain_idle(db))
 		log_warn("db_lost", "database connection lost; reconnecting");
 	if (PQstatus(db->conn) == CONNECTION_OK)
 		return DB_OK;

@@ -126,6 +126,23 @@ class AmbiguousCommitTest(unittest.TestCase):
             self.assertEqual(st, 200, body)
 
 
+class TerminatedBackendsTest(unittest.TestCase):
+    def test_first_write_after_backends_are_terminated_works(self):
+        """Every backend is terminated (a failover, an operator's
+        pg_terminate_backend): the workers' next requests, whose first
+        statement is a write (a connect's BEGIN, the start link's UPDATE,
+        the callback's DELETE), find out before sending and reconnect."""
+        STACK.create_org("terminated")
+        admin = STACK.create_key("terminated", "admin")
+        for attempt in range(3):
+            STACK.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+            time.sleep(0.3)
+            st, headers, body = STACK.connect_org("terminated", admin)
+            self.assertEqual(st, 303, f"attempt {attempt}: {body}")
+            self.assertIn("salesforce=connected", headers.get("location", ""))
+
+
 class RotatedRefusedTest(unittest.TestCase):
     """Salesforce rotates the refresh token, but sfconnect refuses the rest of
     the answer: the new refresh token must be kept all the same."""
