@@ -86,23 +86,16 @@ revoke_plain(struct app *app, const char *login_host, const char *token)
 static int
 read_row_again(struct app *app, long long org_id, struct integration *row)
 {
-	struct timespec		 t0, t;
-	useconds_t		 pause = 100 * 1000;
+	struct lc_look	 look;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
+	lc_look_start(&look);
+	do {
 		db_rollback(app->db);
-		usleep(pause);
-		if (pause < 1600 * 1000)
-			pause *= 2;
 		if (db_ensure(app->db) == DB_OK &&
 		    db_integration_get(app->db, org_id, row) == DB_OK)
 			return DB_OK;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 +
-		    (t.tv_nsec - t0.tv_nsec) / 1000000 >= LC_SAVE_BUDGET_MS)
-			return DB_UNAVAILABLE;
-	}
+	} while (lc_look_wait(&look));
+	return DB_UNAVAILABLE;
 }
 
 /*

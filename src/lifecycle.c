@@ -273,6 +273,28 @@ apply_outcome(struct app *app, const struct integration *integ,
 	return DB_OK;
 }
 
+void
+lc_look_start(struct lc_look *look)
+{
+	clock_gettime(CLOCK_MONOTONIC, &look->start);
+	look->pause = 100 * 1000;
+}
+
+bool
+lc_look_wait(struct lc_look *look)
+{
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((now.tv_sec - look->start.tv_sec) * 1000 +
+	    (now.tv_nsec - look->start.tv_nsec) / 1000000 >= LC_SAVE_BUDGET_MS)
+		return false;
+	usleep(look->pause);
+	if (look->pause < 1600 * 1000)
+		look->pause *= 2;
+	return true;
+}
+
 /*
  * Salesforce rotated integ's refresh token, but the transaction that wrote
  * the outcome failed, perhaps after its COMMIT reached the server. Looks
@@ -291,23 +313,17 @@ save_rotated(struct app *app, const struct integration *integ,
 {
 	struct integration	 now = { .org_id = 0 };
 	struct sf_error		 err;
-	struct timespec		 t0, t;
-	useconds_t		 pause = 100 * 1000;
+	struct lc_look		 look;
 	char			 fp[17];
 	int			 rc = DB_ERROR, attempt = 0;
 
 	crypto_fingerprint(job->token.refresh_token, fp);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	lc_look_start(&look);
 	for (;;) {
 		db_rollback(app->db);
 		db_integration_clear(&now);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 +
-		    (t.tv_nsec - t0.tv_nsec) / 1000000 > LC_SAVE_BUDGET_MS)
+		if (!lc_look_wait(&look))
 			break;
-		usleep(pause);
-		if (pause < 1600 * 1000)
-			pause *= 2;
 		attempt++;
 		if (db_ensure(app->db) != DB_OK || db_begin(app->db) != DB_OK ||
 		    (rc = db_integration_lock(app->db, integ->org_id,

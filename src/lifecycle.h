@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "db.h"
@@ -43,6 +44,18 @@ struct lc_token {
  * write failed (the stop grace of sfconnectd covers it).
  */
 #define LC_SAVE_BUDGET_MS	8000
+
+/*
+ * The looks after a write whose outcome is unknown: lc_look_wait() sleeps
+ * (100 ms, doubling to 1.6 s) and answers false once LC_SAVE_BUDGET_MS has
+ * passed since lc_look_start().
+ */
+struct lc_look {
+	struct timespec	 start;
+	useconds_t	 pause;
+};
+void	lc_look_start(struct lc_look *look);
+bool	lc_look_wait(struct lc_look *look);
 
 /* Seconds a caller should wait after LC_DB_UNAVAILABLE. */
 #define LC_DB_RETRY_AFTER_S	2
