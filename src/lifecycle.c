@@ -1,4 +1,3 @@
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "events.h"
 #include "keyring.h"
 #include "lifecycle.h"
+#include "lifecycle_internal.h"
 #include "log.h"
 #include "metrics.h"
 #include "secret.h"
@@ -28,8 +28,8 @@ lc_token_clear(struct lc_token *t)
 	t->access_token = NULL;
 }
 
-static char *
-open_column(struct app *app, long long org_id, const char *column,
+char *
+lci_open_column(struct app *app, long long org_id, const char *column,
     const char *sealed)
 {
 	char	 aad[128];
@@ -174,8 +174,8 @@ out:
  * that we refused (a bad signature, a host not allowed): the old token is
  * dead all the same, so the new one is stored. A db_rc.
  */
-static int
-write_rotated_only(struct app *app, const struct integration *integ,
+int
+lci_write_rotated_only(struct app *app, const struct integration *integ,
     const char *refresh_token)
 {
 	char	 fp[17], *refresh_enc;
@@ -216,9 +216,9 @@ failure_status(const struct sf_error *err, const char **kind)
  * may heal (IP or login-hours restrictions), on the slow re-check schedule
  * -- a token Salesforce reported revoked or expired is never re-presented.
  */
-static double
-retry_in_s(const struct app *app, enum integ_status status, const char *code,
-    const char *message, int failures)
+double
+lci_retry_in_s(const struct app *app, enum integ_status status,
+    const char *code, const char *message, int failures)
 {
 	if (status == INTEG_DEGRADED)
 		return backoff_s(failures);
@@ -232,8 +232,8 @@ retry_in_s(const struct app *app, enum integ_status status, const char *code,
  * Writes the outcome of one refresh of integ inside the caller's
  * transaction. *status gets the stored status afterwards. A db_rc.
  */
-static int
-apply_outcome(struct app *app, const struct integration *integ,
+int
+lci_apply_outcome(struct app *app, const struct integration *integ,
     const struct sf_refresh_job *job, const char *actor,
     enum integ_status *status, long long *generation)
 {
@@ -254,18 +254,18 @@ apply_outcome(struct app *app, const struct integration *integ,
 		/* A refused answer rotated the token: never invalid by our doing. */
 		next = INTEG_DEGRADED;
 		kind = "transient";
-		if ((rc = write_rotated_only(app, integ,
+		if ((rc = lci_write_rotated_only(app, integ,
 		    job->token.refresh_token)) != DB_OK)
 			return rc;
 	} else if (integ->status == INTEG_INVALID && next != INTEG_INVALID) {
 		/* A re-check that proved nothing: still invalid, for the same cause. */
 		*status = INTEG_INVALID;
 		return db_integration_stamp(app->db, integ->org_id,
-		    retry_in_s(app, INTEG_INVALID, integ->last_error_code,
+		    lci_retry_in_s(app, INTEG_INVALID, integ->last_error_code,
 		    integ->last_error_message, integ->failure_count));
 	}
 	if ((rc = db_integration_failed(app->db, integ->org_id, next, kind,
-	    job->err.code, job->err.message, retry_in_s(app, next,
+	    job->err.code, job->err.message, lci_retry_in_s(app, next,
 	    job->err.code, job->err.message, integ->failure_count))) != DB_OK ||
 	    (rc = record_transition(app, integ, next, actor, &job->err)) != DB_OK)
 		return rc;
@@ -306,8 +306,8 @@ lc_look_wait(struct lc_look *look)
  * refreshed again since (the new token was stored, then superseded).
  * A db_rc; DB_NOTFOUND when the token was not ours to keep.
  */
-static int
-save_rotated(struct app *app, const struct integration *integ,
+int
+lci_save_rotated(struct app *app, const struct integration *integ,
     const struct sf_refresh_job *job, const char *actor,
     enum integ_status *status, long long *generation)
 {
@@ -353,7 +353,7 @@ save_rotated(struct app *app, const struct integration *integ,
 			rc = DB_OK;	/* stored, then rotated again by another */
 			goto out;
 		}
-		if ((rc = apply_outcome(app, integ, job, actor, status,
+		if ((rc = lci_apply_outcome(app, integ, job, actor, status,
 		    generation)) == DB_OK && (rc = db_commit(app->db)) == DB_OK) {
 			log_warn("rotated_token_saved", "org %s: rotated refresh "
 			    "token stored on attempt %d", integ->org_slug, attempt);
@@ -369,10 +369,10 @@ out:
 	db_integration_clear(&now);
 	return rc;
 }
-
+/* "token request is already being processed": the transient invalid_grant. */
 /* "token request is already being processed": the one transient invalid_grant. */
-static bool
-already_processing(const struct sf_refresh_job *job)
+bool
+lci_already_processing(const struct sf_refresh_job *job)
 {
 	return job->rc != 0 && job->err.kind == SF_TRANSIENT &&
 	    strcmp(job->err.code, "invalid_grant") == 0;
@@ -384,7 +384,7 @@ refresh_one(struct app *app, struct sf_refresh_job *job)
 {
 	job->rc = sf_refresh(app->sf, job->login_base, job->refresh_token,
 	    &job->token, &job->err);
-	if (already_processing(job)) {
+	if (lci_already_processing(job)) {
 		sf_token_clear(&job->token);
 		usleep(500 * 1000);
 		job->rc = sf_refresh(app->sf, job->login_base,
@@ -397,8 +397,9 @@ refresh_one(struct app *app, struct sf_refresh_job *job)
  * one is refused: the integration is degraded (org_mismatch). A rotated
  * refresh token in it is kept all the same, as for any refused answer.
  */
-static void
-refuse_foreign_org(const struct integration *integ, struct sf_refresh_job *job)
+void
+lci_refuse_foreign_org(const struct integration *integ,
+    struct sf_refresh_job *job)
 {
 	char	 named[sizeof(job->token.org_id)], *rotated;
 
@@ -421,8 +422,9 @@ refuse_foreign_org(const struct integration *integ, struct sf_refresh_job *job)
 	    "Salesforce org; refused", integ->org_slug);
 }
 
-static void
-job_failed(struct sf_refresh_job *job, const char *code, const char *message)
+void
+lci_job_failed(struct sf_refresh_job *job, const char *code,
+    const char *message)
 {
 	job->rc = -1;
 	job->err.kind = SF_CONFIG;
@@ -443,7 +445,7 @@ static enum lc_rc
 token_from_row(struct app *app, const struct integration *integ,
     struct lc_token *out)
 {
-	out->access_token = open_column(app, integ->org_id, "access_token",
+	out->access_token = lci_open_column(app, integ->org_id, "access_token",
 	    integ->access_token_enc);
 	if (out->access_token == NULL)
 		return LC_INTERNAL;
@@ -470,22 +472,22 @@ refresh_locked(struct app *app, const struct integration *integ,
 
 	memset(job, 0, sizeof(*job));
 	job->login_base = integ->login_host;
-	refresh = open_column(app, integ->org_id, "refresh_token",
+	refresh = lci_open_column(app, integ->org_id, "refresh_token",
 	    integ->refresh_token_enc);
 	if (refresh == NULL)
-		job_failed(job, "token_key", "the stored refresh token cannot be "
+		lci_job_failed(job, "token_key", "the stored refresh token cannot be "
 		    "decrypted with the configured keys");
 	else {
 		job->refresh_token = refresh;
 		refresh_one(app, job);
-		refuse_foreign_org(integ, job);
+		lci_refuse_foreign_org(integ, job);
 	}
 	metrics_refresh(job->rc == 0 ? SF_OK : job->err.kind);
-	rc = apply_outcome(app, integ, job, actor, status, generation);
+	rc = lci_apply_outcome(app, integ, job, actor, status, generation);
 	if (rc == DB_OK)
 		rc = db_commit(app->db);
 	if (rc != DB_OK && job->token.refresh_token != NULL)
-		rc = save_rotated(app, integ, job, actor, status, generation);
+		rc = lci_save_rotated(app, integ, job, actor, status, generation);
 	db_rollback(app->db);
 	secret_free(refresh);
 	job->refresh_token = NULL;
@@ -631,221 +633,4 @@ lc_check(struct app *app, long long org_id, const char *actor)
 	sf_token_clear(&job.token);
 	db_integration_clear(&integ);
 	return lrc;
-}
-
-static void
-count_status(struct lc_counts *counts, enum integ_status status)
-{
-	counts->checked++;
-	switch (status) {
-	case INTEG_CONNECTED:
-		counts->connected++;
-		break;
-	case INTEG_DEGRADED:
-		counts->degraded++;
-		break;
-	case INTEG_INVALID:
-	case INTEG_DISCONNECTED:
-	case INTEG__MAX:
-		counts->invalid++;
-		break;
-	}
-}
-
-struct batch {
-	struct integration	*rows;
-	struct sf_refresh_job	*jobs;
-	char			**refresh;
-	enum integ_status	*status;
-	int			 n;
-};
-
-static void
-batch_free(struct batch *b)
-{
-	for (int i = 0; i < b->n; i++) {
-		secret_free(b->refresh[i]);
-		sf_token_clear(&b->jobs[i].token);
-		db_integration_clear(&b->rows[i]);
-	}
-	free(b->rows);
-	free(b->jobs);
-	free(b->refresh);
-	free(b->status);
-}
-
-/*
- * Runs again, all at once after one pause, the refreshes of b that met
- * "token request is already being processed", so the batch's row locks
- * are held for one retry, not one per org.
- */
-static void
-retry_processing(struct app *app, struct batch *b, int limit)
-{
-	int	 n = 0;
-
-	for (int i = 0; i < b->n; i++) {
-		if (already_processing(&b->jobs[i])) {
-			sf_token_clear(&b->jobs[i].token);
-			n++;
-		} else
-			b->jobs[i].refresh_token = NULL;	/* skipped */
-	}
-	if (n > 0) {
-		usleep(500 * 1000);
-		sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
-	}
-	for (int i = 0; i < b->n; i++)
-		b->jobs[i].refresh_token = b->refresh[i];
-}
-
-/*
- * Writes the outcome of row i of b under a savepoint: a write that fails
- * for this row alone (not the connection) is undone, the row is only
- * marked checked (keeping a rotated refresh token), and the batch goes on.
- * A db_rc that stops the batch.
- */
-static int
-write_row(struct app *app, struct batch *b, int i, const char *actor,
-    long long *generation)
-{
-	struct integration	*row = &b->rows[i];
-	int			 rc;
-
-	if ((rc = db_savepoint(app->db)) != DB_OK)
-		return rc;
-	rc = apply_outcome(app, row, &b->jobs[i], actor, &b->status[i],
-	    generation);
-	if (rc == DB_OK || rc == DB_UNAVAILABLE)
-		return rc;
-	log_error("check_write_failed", "org %s: the outcome of its check "
-	    "could not be stored (%s); checking the others", row->org_slug,
-	    b->jobs[i].rc == 0 ? "ok" : b->jobs[i].err.code);
-	if ((rc = db_rollback_savepoint(app->db)) != DB_OK)
-		return rc;
-	b->status[i] = row->status;
-	if (b->jobs[i].token.refresh_token != NULL &&
-	    (rc = write_rotated_only(app, row,
-	    b->jobs[i].token.refresh_token)) != DB_OK)
-		return rc;
-	return db_integration_stamp(app->db, row->org_id, retry_in_s(app,
-	    row->status, row->last_error_code, row->last_error_message,
-	    row->failure_count));
-}
-
-/* Refreshes the claimed rows of b concurrently and writes each outcome. */
-static int
-refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
-{
-	long long	 generation;
-	int		 rc = DB_OK;
-
-	for (int i = 0; i < b->n; i++) {
-		b->jobs[i].login_base = b->rows[i].login_host;
-		b->refresh[i] = open_column(app, b->rows[i].org_id,
-		    "refresh_token", b->rows[i].refresh_token_enc);
-		b->jobs[i].refresh_token = b->refresh[i];
-		if (b->refresh[i] == NULL)
-			job_failed(&b->jobs[i], "token_key", "the stored refresh "
-			    "token cannot be decrypted with the configured keys");
-	}
-	sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
-	retry_processing(app, b, limit);
-	for (int i = 0; i < b->n; i++) {
-		refuse_foreign_org(&b->rows[i], &b->jobs[i]);
-		metrics_refresh(b->jobs[i].rc == 0 ? SF_OK : b->jobs[i].err.kind);
-		b->status[i] = b->rows[i].status;
-		if (rc == DB_OK)
-			rc = write_row(app, b, i, actor, &generation);
-	}
-	if (rc == DB_OK)
-		rc = db_commit(app->db);
-	if (rc != DB_OK)
-		for (int i = 0; i < b->n; i++)
-			if (b->jobs[i].token.refresh_token != NULL)
-				(void)save_rotated(app, &b->rows[i], &b->jobs[i],
-				    actor, &b->status[i], &generation);
-	return rc;
-}
-
-/*
- * Claims one batch and refreshes it. *n gets the batch size (0: nothing
- * left). A db_rc.
- */
-static int
-check_batch(struct app *app, integ_status_set statuses, const char *cutoff,
-    bool due_retries, const char *actor, struct lc_counts *counts, int *n)
-{
-	struct batch	 b = { .n = 0 };
-	int		 limit = (int)app->cfg->check_concurrency, rc;
-
-	*n = 0;
-	b.rows = calloc((size_t)limit, sizeof(*b.rows));
-	b.jobs = calloc((size_t)limit, sizeof(*b.jobs));
-	b.refresh = calloc((size_t)limit, sizeof(*b.refresh));
-	b.status = calloc((size_t)limit, sizeof(*b.status));
-	if (b.rows == NULL || b.jobs == NULL || b.refresh == NULL ||
-	    b.status == NULL) {
-		rc = DB_ERROR;
-		goto out;
-	}
-	if ((rc = db_begin(app->db)) != DB_OK ||
-	    (rc = db_integration_claim(app->db, statuses, cutoff, due_retries,
-	    limit, b.rows, &b.n)) != DB_OK || b.n == 0)
-		goto out;
-	rc = refresh_batch(app, &b, actor, limit);
-	if (rc == DB_OK)
-		for (int i = 0; i < b.n; i++)
-			count_status(counts, b.status[i]);
-	*n = b.n;
-out:
-	db_rollback(app->db);
-	batch_free(&b);
-	return rc;
-}
-
-/*
- * true when a SIGTERM or SIGINT waits: sfconnectd blocks them while work is
- * in progress, so a long run of batches stops between two of them.
- */
-static bool
-stop_pending(void)
-{
-	sigset_t	 pending;
-
-	return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 ||
-	    sigismember(&pending, SIGINT) == 1);
-}
-
-int
-lc_check_due(struct app *app, integ_status_set statuses, long older_than_s,
-    bool due_retries, const char *actor, struct lc_counts *counts)
-{
-	char	 now[32], cutoff[48];
-	int	 rc, n;
-
-	if ((rc = db_now(app->db, now)) != DB_OK)
-		return rc;
-	snprintf(cutoff, sizeof(cutoff), "%.6f", atof(now) - (double)older_than_s);
-	do {
-		rc = check_batch(app, statuses, cutoff, due_retries, actor,
-		    counts, &n);
-	} while (rc == DB_OK && n > 0 && !stop_pending());
-	return rc;
-}
-
-int
-lc_recheck_invalid(struct app *app, const char *actor,
-    struct lc_counts *counts)
-{
-	int	 rc, n;
-
-	if (app->cfg->invalid_recheck_interval_s == 0)
-		return DB_OK;
-	/* No cutoff: only those whose re-check (next_retry_at) is due. */
-	do {
-		rc = check_batch(app, INTEG_SET(INTEG_INVALID), "0", true, actor,
-		    counts, &n);
-	} while (rc == DB_OK && n > 0 && !stop_pending());
-	return rc;
 }

@@ -10,6 +10,7 @@ enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERROR };
 void	log_set_level(enum log_level level);
 /* 0 when name is debug|info|warn|error. */
 int	log_parse_level(const char *name, enum log_level *level);
+#define LOG_LEVEL_USAGE	"config: log_level: must be debug, info, warn or error"
 /* The request id put on every line until cleared with NULL. Copied. */
 void	log_set_request_id(const char *request_id);
 void	log_msg(enum log_level level, const char *event, const char *fmt, ...)

@@ -213,3 +213,15 @@ secret_free(char *s)
 	OPENSSL_cleanse(s, strlen(s));
 	free(s);
 }
+
+char *
+secret_read_setting(const char *setting, const char *path, char *err,
+    size_t errlen)
+{
+	char	 reason[448];
+	char	*secret;
+
+	if ((secret = secret_read_file(path, reason, sizeof(reason))) == NULL)
+		snprintf(err, errlen, "%s: %s", setting, reason);
+	return secret;
+}

@@ -33,6 +33,13 @@ char	*secret_read_file(const char *path, char *err, size_t errlen);
 int	secret_read_key(const char *path, unsigned char key[SECRET_KEY_LEN],
 	    char *err, size_t errlen);
 
+/*
+ * secret_read_file for the file named by the configuration key setting:
+ * NULL with a line in err that names the key and the file.
+ */
+char	*secret_read_setting(const char *setting, const char *path, char *err,
+	    size_t errlen);
+
 /* Overwrites the string, then frees it; accepts NULL. */
 void	secret_free(char *s);
 

@@ -6,18 +6,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,15 +20,16 @@
 
 #include "app.h"
 #include "cfg.h"
+#include "conf_check.h"
 #include "db.h"
 #include "events.h"
 #include "fcgi.h"
-#include "fcgi_guard.h"
 #include "keyring.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "metrics.h"
 #include "secret.h"
+#include "service.h"
 #include "sf.h"
 #include "status.h"
 #include "webhook.h"
@@ -57,7 +52,6 @@
 #define CHILD_WEBHOOKS	(-2)	/* and for the webhook deliverer */
 #define WEBHOOK_POLL_MS	1000	/* a look for due retries at least this often */
 #define WEBHOOK_MIN_WAIT_MS 20	/* due but claimed elsewhere: no busy loop */
-#define LOG_LEVEL_ERROR	"config: log_level: must be debug, info, warn or error"
 
 static volatile sig_atomic_t	 stop_requested;
 static volatile sig_atomic_t	 child_exited;
@@ -85,39 +79,6 @@ on_reload(int sig)
 	reload_requested = 1;
 }
 
-/*
- * Tells systemd (Type=notify) how the service is: "READY=1",
- * "RELOADING=1", "STOPPING=1". One datagram to $NOTIFY_SOCKET, a unix
- * socket path or, with a leading '@', an abstract name; nothing without
- * it. No libsystemd: this is all sd_notify() does for a single state.
- */
-static void
-notify_systemd(const char *state)
-{
-	struct sockaddr_un	 sun;
-	const char		*name = getenv("NOTIFY_SOCKET");
-	size_t			 len;
-	socklen_t		 alen;
-	int			 fd;
-
-	if (name == NULL || (name[0] != '/' && name[0] != '@') ||
-	    (len = strlen(name)) < 2 || len >= sizeof(sun.sun_path))
-		return;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	memcpy(sun.sun_path, name, len);
-	if (name[0] == '@')
-		sun.sun_path[0] = '\0';
-	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
-	    (name[0] == '/'));
-	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
-		return;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL,
-	    (struct sockaddr *)&sun, alen) == -1)
-		log_warn("notify", "NOTIFY_SOCKET: %s", strerror(errno));
-	close(fd);
-}
-
 static void
 set_handler(int sig, void (*fn)(int))
 {
@@ -127,92 +88,6 @@ set_handler(int sig, void (*fn)(int))
 	sa.sa_handler = fn;
 	sigemptyset(&sa.sa_mask);
 	sigaction(sig, &sa, NULL);	/* no SA_RESTART: accept() must see EINTR */
-}
-
-static int
-bind_unix(const char *path)
-{
-	struct sockaddr_un	 sun;
-	struct stat		 st;
-	int			 fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_error("listen", "%s exists and is not a socket", path);
-			return -1;
-		}
-		unlink(path);
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    chmod(path, 0660) == -1 || listen(fd, 128) == -1) {
-		log_error("listen", "%s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-bind_tcp(const char *spec)
-{
-	struct addrinfo	 hints, *ai = NULL;
-	char		 host[256];
-	const char	*colon = strrchr(spec, ':');
-	int		 fd = -1, one = 1;
-
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) {
-		log_error("listen", "cannot resolve %s", spec);
-		return -1;
-	}
-	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, 128) == -1) {
-		log_error("listen", "%s: %s", spec, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	return fd;
-}
-
-/* The listening socket: systemd's (LISTEN_FDS) or bound from cfg->listen. */
-static int
-open_listener(const struct cfg *cfg)
-{
-	const char	*fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
-
-	if (fds != NULL && pid != NULL && atol(pid) == (long)getpid() &&
-	    atoi(fds) >= 1)
-		return 3;
-	if (strncmp(cfg->listen, "unix:", 5) == 0)
-		return bind_unix(cfg->listen + 5);
-	return bind_tcp(cfg->listen);
-}
-
-/*
- * Reads the secret file named by the configuration key setting; NULL with
- * a line in err that names the key and the file.
- */
-static char *
-read_setting_secret(const char *setting, const char *path, char *err,
-    size_t errlen)
-{
-	char	 reason[448];
-	char	*secret;
-
-	if ((secret = secret_read_file(path, reason, sizeof(reason))) == NULL)
-		snprintf(err, errlen, "%s: %s", setting, reason);
-	return secret;
 }
 
 /*
@@ -225,7 +100,7 @@ load_secrets_err(struct app *app, const struct cfg *cfg, char *err,
 {
 	if (keyring_load(&app->keyring, cfg->token_key_file,
 	    cfg->token_previous_key_files, err, errlen) == -1 ||
-	    (app->client_secret = read_setting_secret(
+	    (app->client_secret = secret_read_setting(
 	    "salesforce_client_secret_file", cfg->salesforce_client_secret_file,
 	    err, errlen)) == NULL)
 		return -1;
@@ -236,43 +111,9 @@ load_secrets_err(struct app *app, const struct cfg *cfg, char *err,
 		return -1;
 	}
 	if (cfg->webhook_secret_file[0] != '\0' &&
-	    (app->webhook_secret = read_setting_secret("webhook_secret_file",
+	    (app->webhook_secret = secret_read_setting("webhook_secret_file",
 	    cfg->webhook_secret_file, err, errlen)) == NULL)
 		return -1;
-	return 0;
-}
-
-/*
- * Checks fastcgi_allowed_peers, and refuses a TCP listener on an address
- * other than loopback unless the list is set explicitly: whoever reaches
- * the port speaks FastCGI, forged parameters included. -1 after logging.
- */
-static int
-check_peers(int fd, const struct cfg *cfg)
-{
-	struct fcgi_peers	 peers;
-	struct sockaddr_storage	 ss;
-	socklen_t		 len = sizeof(ss);
-	const char		*list = cfg->fastcgi_allowed_peers;
-	char			 err[256];
-
-	if (fcgi_peers_parse(&peers, list[0] != '\0' ? list :
-	    FCGI_PEERS_DEFAULT, err, sizeof(err)) == -1) {
-		log_error("config", "%s", err);
-		return -1;
-	}
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
-		log_error("listen", "getsockname: %s", strerror(errno));
-		return -1;
-	}
-	if ((ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
-	    list[0] == '\0' &&
-	    !fcgi_addr_is_loopback((struct sockaddr *)&ss, len)) {
-		log_error("config", "listen: %s is not a loopback address; set "
-		    "fastcgi_allowed_peers to the addresses of the front ends",
-		    cfg->listen);
-		return -1;
-	}
 	return 0;
 }
 
@@ -598,12 +439,12 @@ reload(pid_t *pids, int *n, struct app *app, struct cfg *cfg)
 	char		 err[512];
 	enum log_level	 level;
 
-	notify_systemd("RELOADING=1");
+	service_notify("RELOADING=1");
 	memset(&loaded, 0, sizeof(loaded));
 	if (cfg_load(&next, config_path, err, sizeof(err)) == -1)
 		goto invalid;
 	if (log_parse_level(next.log_level, &level) == -1) {
-		snprintf(err, sizeof(err), "%s", LOG_LEVEL_ERROR);
+		snprintf(err, sizeof(err), "%s", LOG_LEVEL_USAGE);
 		goto invalid;
 	}
 	if (load_secrets_err(&loaded, &next, err, sizeof(err)) == -1)
@@ -633,14 +474,14 @@ reload(pid_t *pids, int *n, struct app *app, struct cfg *cfg)
 	status_set_alert_after(cfg->degraded_alert_after_s);
 	log_info("reloaded", "configuration reloaded: %ld workers",
 	    cfg->workers);
-	notify_systemd("READY=1");
+	service_notify("READY=1");
 	return;
 invalid:
 	log_error("reload", "%s; keeping the running configuration", err);
 fail:
 	free_secrets(&loaded);
 	cfg_free(&next);
-	notify_systemd("READY=1");
+	service_notify("READY=1");
 }
 
 /* Runs with SIGCHLD, SIGTERM, SIGINT and SIGHUP blocked but inside sigsuspend(). */
@@ -672,7 +513,7 @@ supervise(int listen_fd, struct app *app, struct cfg *cfg)
 			    i == workers ? CHILD_CHECKER : CHILD_WEBHOOKS, app);
 		}
 		if (!ready) {
-			notify_systemd("READY=1");
+			service_notify("READY=1");
 			ready = true;
 		}
 		if (!child_exited && !stop_requested && !reload_requested)
@@ -684,7 +525,7 @@ supervise(int listen_fd, struct app *app, struct cfg *cfg)
 			reload(pids, &n, app, cfg);
 		}
 	}
-	notify_systemd("STOPPING=1");
+	service_notify("STOPPING=1");
 	stop_workers(pids, GEN_SLOTS + OLD_SLOTS, cfg);
 	log_info("stopped", "sfconnectd stopped");
 	return 0;
@@ -710,127 +551,6 @@ check_schema(const struct cfg *cfg)
 		return -1;
 	}
 	return 0;
-}
-
-/* One problem found by --check-config: one line on stderr. */
-static void
-problem(int *count, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-problem(int *count, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	fputs("sfconnectd: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	(*count)++;
-}
-
-/* The secret and key files: each one that does not load is a problem. */
-static void
-check_secret_files(const struct cfg *cfg, int *count)
-{
-	struct keyring	*kr = NULL;
-	char		*secret;
-	char		 err[512];
-
-	if (keyring_load(&kr, cfg->token_key_file,
-	    cfg->token_previous_key_files, err, sizeof(err)) == -1)
-		problem(count, "%s", err);
-	keyring_free(kr);
-	if ((secret = read_setting_secret("salesforce_client_secret_file",
-	    cfg->salesforce_client_secret_file, err, sizeof(err))) == NULL)
-		problem(count, "%s", err);
-	secret_free(secret);
-	if (cfg->webhook_url[0] != '\0' && !webhook_url_ok(cfg->webhook_url))
-		problem(count, "webhook_url: must be an https:// URL (or "
-		    "http:// on loopback)");
-	if (cfg->webhook_url[0] != '\0' && cfg->webhook_secret_file[0] == '\0')
-		problem(count, "webhook_secret_file: missing (required with "
-		    "webhook_url)");
-	if (cfg->webhook_secret_file[0] != '\0') {
-		secret = read_setting_secret("webhook_secret_file",
-		    cfg->webhook_secret_file, err, sizeof(err));
-		if (secret == NULL)
-			problem(count, "%s", err);
-		secret_free(secret);
-	}
-}
-
-/* The files and directories the daemon opens later, not at start-up. */
-static void
-check_paths(const struct cfg *cfg, int *count)
-{
-	char		 dir[128];
-	struct stat	 st;
-	char		*slash;
-
-	if (cfg->tls_ca_file[0] != '\0' && access(cfg->tls_ca_file, R_OK) == -1)
-		problem(count, "tls_ca_file: %s: %s", cfg->tls_ca_file,
-		    strerror(errno));
-	if (strncmp(cfg->listen, "unix:", 5) != 0)
-		return;
-	snprintf(dir, sizeof(dir), "%s", cfg->listen + 5);
-	if ((slash = strrchr(dir, '/')) != NULL && slash != dir)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), "/");
-	if (stat(dir, &st) == -1)
-		problem(count, "listen: directory %s: %s", dir, strerror(errno));
-	else if (!S_ISDIR(st.st_mode))
-		problem(count, "listen: %s: not a directory", dir);
-}
-
-/* --check-database: the database answers and has this binary's schema. */
-static void
-check_database(const struct cfg *cfg, int *count)
-{
-	char		 err[512];
-	struct db	*db = db_open(cfg->database_url, err, sizeof(err));
-
-	if (db == NULL) {
-		problem(count, "database_url: %s", err);
-		return;
-	}
-	if (db_schema_check(db, err, sizeof(err)) == DB_ERROR)
-		problem(count, "database_url: %s", err);
-	db_close(db);
-}
-
-/*
- * --check-config: what start-up validates (every key, the secret and key
- * files with their modes and lengths, the URLs), plus the CA file and the
- * socket's directory, and the database with with_db. One line per
- * problem on stderr; 0 when there is none, else 1.
- */
-static int
-check_config(const char *path, bool with_db)
-{
-	struct cfg	 cfg;
-	char		 err[512];
-	enum log_level	 level;
-	int		 count = 0;
-
-	if (cfg_load(&cfg, path, err, sizeof(err)) == -1) {
-		problem(&count, "%s", err);
-		cfg_free(&cfg);
-		return 1;
-	}
-	if (log_parse_level(cfg.log_level, &level) == -1)
-		problem(&count, "%s", LOG_LEVEL_ERROR);
-	check_secret_files(&cfg, &count);
-	check_paths(&cfg, &count);
-	if (with_db)
-		check_database(&cfg, &count);
-	if (count == 0)
-		printf("sfconnectd: %s: configuration OK%s\n", path,
-		    with_db ? " (database reachable, schema current)" : "");
-	cfg_free(&cfg);
-	return count == 0 ? 0 : 1;
 }
 
 static void
@@ -871,7 +591,7 @@ main(int argc, char *argv[])
 	if (path == NULL || optind != argc)
 		usage();
 	if (check)
-		return check_config(path, check_db);
+		return conf_check(path, check_db);
 	config_path = path;
 	memset(&app, 0, sizeof(app));
 	if (cfg_load(&cfg, path, err, sizeof(err)) == -1) {
@@ -880,7 +600,7 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	if (log_parse_level(cfg.log_level, &level) == -1) {
-		fprintf(stderr, "sfconnectd: %s\n", LOG_LEVEL_ERROR);
+		fprintf(stderr, "sfconnectd: %s\n", LOG_LEVEL_USAGE);
 		goto out;
 	}
 	log_set_level(level);
@@ -891,7 +611,7 @@ main(int argc, char *argv[])
 		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		goto out;
-	if ((fd = open_listener(&cfg)) == -1 || check_peers(fd, &cfg) == -1)
+	if ((fd = service_listen(&cfg)) == -1 || service_check_peers(fd, &cfg) == -1)
 		goto out;
 	sigemptyset(&handled);
 	sigaddset(&handled, SIGCHLD);

@@ -1,0 +1,33 @@
+#ifndef SFC_LIFECYCLE_INTERNAL_H
+#define SFC_LIFECYCLE_INTERNAL_H
+
+/*
+ * What lifecycle.c (one org's refresh) shares with checks.c (batches of
+ * them): opening a sealed column, judging and writing one refresh outcome.
+ */
+
+#include <stdbool.h>
+
+#include "app.h"
+#include "db.h"
+#include "sf.h"
+
+char	*lci_open_column(struct app *app, long long org_id, const char *column,
+	    const char *sealed);
+bool	 lci_already_processing(const struct sf_refresh_job *job);
+void	 lci_job_failed(struct sf_refresh_job *job, const char *code,
+	    const char *message);
+void	 lci_refuse_foreign_org(const struct integration *integ,
+	    struct sf_refresh_job *job);
+double	 lci_retry_in_s(const struct app *app, enum integ_status status,
+	    const char *code, const char *message, int failures);
+int	 lci_apply_outcome(struct app *app, const struct integration *integ,
+	    const struct sf_refresh_job *job, const char *actor,
+	    enum integ_status *status, long long *generation);
+int	 lci_write_rotated_only(struct app *app,
+	    const struct integration *integ, const char *refresh_token);
+int	 lci_save_rotated(struct app *app, const struct integration *integ,
+	    const struct sf_refresh_job *job, const char *actor,
+	    enum integ_status *status, long long *generation);
+
+#endif
