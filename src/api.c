@@ -59,7 +59,7 @@ static const struct route routes[] = {
 	{ "DELETE", "/api/v1/admin/keys/{id}", ROLE_OPERATOR, h_admin_key_revoke, 0 },
 	{ "GET", "/api/v1/admin/webhook-deliveries", ROLE_OPERATOR, h_admin_webhook_deliveries, 0 },
 };
-#define NROUTES	(sizeof(routes) / sizeof(routes[0]))
+#define NROUTES	ARRAY_LEN(routes)
 _Static_assert(NROUTES < METRICS_ROUTES_MAX, "raise METRICS_ROUTES_MAX");
 
 enum bad_param { PARAM_OK, PARAM_BAD_ORG, PARAM_BAD_ID };

@@ -458,49 +458,49 @@ answer_callback(struct ctx *c, const struct oauth_state *st,
 	buf_free(&loc);
 }
 
+/* How each failed lc_connect answers (LCC_SALESFORCE: the error's own). */
+static const struct connect_failure {
+	enum lc_connect_rc	 rc;
+	int			 status;
+	const char		*code, *reason, *message;
+} connect_failures[] = {
+	{ LCC_NO_REFRESH_TOKEN, 502, "salesforce_error", "no_refresh_token",
+	  "Salesforce issued no refresh token: the app's OAuth scopes must "
+	  "include refresh_token (offline_access)" },
+	{ LCC_INSUFFICIENT_SCOPE, 502, "salesforce_error", "insufficient_scope",
+	  "Salesforce granted fewer OAuth scopes than salesforce_scope asks "
+	  "for: the app's OAuth scopes (or the user's access) must allow them "
+	  "all" },
+	{ LCC_INACTIVE_USER, 502, "salesforce_error", "inactive_user",
+	  "the Salesforce user is not active" },
+	{ LCC_ORG_MISMATCH, 409, "conflict", "org_mismatch", "this Salesforce "
+	  "org is not the connected one; connect again with allow_org_change "
+	  "to switch orgs, or remove the integration first" },
+	{ LCC_DB_UNAVAILABLE, 503, "service_unavailable", "service_unavailable",
+	  "the database is unavailable" },
+	{ LCC_STATE_UNREADABLE, 500, "internal", "internal",
+	  "the state could not be opened" },
+};
+
 /* Fills out from a failed lc_connect. */
 static void
 connect_failed(struct outcome *out, enum lc_connect_rc lrc,
     const struct sf_error *err)
 {
-	switch (lrc) {
-	case LCC_SALESFORCE:
+	const struct connect_failure	*f;
+
+	if (lrc == LCC_SALESFORCE) {
 		fail_sf(out, err);
-		break;
-	case LCC_NO_REFRESH_TOKEN:
-		fail(out, 502, "salesforce_error", "no_refresh_token",
-		    "Salesforce issued no refresh token: the app's OAuth scopes "
-		    "must include refresh_token (offline_access)");
-		break;
-	case LCC_INSUFFICIENT_SCOPE:
-		fail(out, 502, "salesforce_error", "insufficient_scope",
-		    "Salesforce granted fewer OAuth scopes than salesforce_scope "
-		    "asks for: the app's OAuth scopes (or the user's access) "
-		    "must allow them all");
-		break;
-	case LCC_INACTIVE_USER:
-		fail(out, 502, "salesforce_error", "inactive_user",
-		    "the Salesforce user is not active");
-		break;
-	case LCC_ORG_MISMATCH:
-		fail(out, 409, "conflict", "org_mismatch", "this Salesforce org "
-		    "is not the connected one; connect again with "
-		    "allow_org_change to switch orgs, or remove the integration "
-		    "first");
-		break;
-	case LCC_DB_UNAVAILABLE:
-		fail(out, 503, "service_unavailable", "service_unavailable",
-		    "the database is unavailable");
-		break;
-	case LCC_STATE_UNREADABLE:
-		fail(out, 500, "internal", "internal", "the state could not be "
-		    "opened");
-		break;
-	case LCC_OK:
-	case LCC_INTERNAL:
-		fail(out, 500, "internal", "internal", "could not seal the tokens");
-		break;
+		return;
 	}
+	for (size_t i = 0; i < ARRAY_LEN(connect_failures); i++) {
+		f = &connect_failures[i];
+		if (f->rc == lrc) {
+			fail(out, f->status, f->code, f->reason, f->message);
+			return;
+		}
+	}
+	fail(out, 500, "internal", "internal", "could not seal the tokens");
 }
 
 void

@@ -6,6 +6,7 @@
 
 #include "cfg.h"
 #include "host.h"
+#include "util.h"
 
 enum cfg_type { CFG_STR, CFG_URL, CFG_LISTEN, CFG_LONG };
 
@@ -20,10 +21,15 @@ struct cfg_key {
 
 #define S(f)	offsetof(struct cfg, f)
 static const struct cfg_key keys[] = {
+	/* The service */
 	{ "database_url", CFG_STR, S(database_url), NULL, 0, 0, 0 },
 	{ "listen", CFG_LISTEN, S(listen), NULL, 0, 0, 0 },
 	{ "workers", CFG_LONG, S(workers), "4", 0, 1, 256 },
 	{ "public_base_url", CFG_URL, S(public_base_url), NULL, 0, 0, 0 },
+	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
+	{ "fastcgi_allowed_peers", CFG_STR, S(fastcgi_allowed_peers), "", 1, 0, 0 },
+
+	/* Salesforce */
 	{ "salesforce_client_id", CFG_STR, S(salesforce_client_id), NULL, 0, 0, 0 },
 	{ "salesforce_client_secret_file", CFG_STR, S(salesforce_client_secret_file), NULL, 0, 0, 0 },
 	{ "salesforce_login_url", CFG_URL, S(salesforce_login_url), "https://login.salesforce.com", 0, 0, 0 },
@@ -32,33 +38,37 @@ static const struct cfg_key keys[] = {
 	  "login.salesforce.com test.salesforce.com *.my.salesforce.com *.salesforce.com", 0, 0, 0 },
 	{ "salesforce_scope", CFG_STR, S(salesforce_scope), "api refresh_token id", 0, 0, 0 },
 	{ "tls_ca_file", CFG_STR, S(tls_ca_file), "", 1, 0, 0 },
+	{ "http_timeout_ms", CFG_LONG, S(http_timeout_ms), "10000", 0, 100, 120000 },
+	{ "refresh_timeout_ms", CFG_LONG, S(refresh_timeout_ms), "30000", 0, 100, 300000 },
+	{ "connect_prompt", CFG_STR, S(connect_prompt), "login", 1, 0, 0 },
+	{ "connect_bind_browser", CFG_LONG, S(connect_bind_browser), "true", 0, 0, 1 },
+
+	/* Tokens and checks */
 	{ "token_key_file", CFG_STR, S(token_key_file), NULL, 0, 0, 0 },
 	{ "token_previous_key_files", CFG_STR, S(token_previous_key_files), "", 1, 0, 0 },
-	{ "http_timeout_ms", CFG_LONG, S(http_timeout_ms), "10000", 0, 100, 120000 },
 	{ "access_token_max_age_s", CFG_LONG, S(access_token_max_age_s), "3600", 0, 1, 86400 },
+	{ "refresh_lock_timeout_ms", CFG_LONG, S(refresh_lock_timeout_ms), "25000", 0, 100, 300000 },
 	{ "check_interval_s", CFG_LONG, S(check_interval_s), "86400", 0, 1, 30 * 86400 },
 	{ "check_concurrency", CFG_LONG, S(check_concurrency), "8", 0, 1, 256 },
-	{ "refresh_lock_timeout_ms", CFG_LONG, S(refresh_lock_timeout_ms), "25000", 0, 100, 300000 },
+	{ "invalid_recheck_interval_s", CFG_LONG, S(invalid_recheck_interval_s), "86400", 0, 0, 30 * 86400 },
+	{ "degraded_alert_after_s", CFG_LONG, S(degraded_alert_after_s), "21600", 0, 1, 30 * 86400 },
 	{ "audit_retention_days", CFG_LONG, S(audit_retention_days), "400", 0, 0, 36500 },
-	{ "allowed_return_origins", CFG_STR, S(allowed_return_origins), "", 1, 0, 0 },
+
+	/* Webhooks */
 	{ "webhook_url", CFG_STR, S(webhook_url), "", 1, 0, 0 },
 	{ "webhook_secret_file", CFG_STR, S(webhook_secret_file), "", 1, 0, 0 },
 	{ "webhook_timeout_ms", CFG_LONG, S(webhook_timeout_ms), "5000", 0, 100, 60000 },
 	{ "webhook_retry_base_ms", CFG_LONG, S(webhook_retry_base_ms), "5000", 0, 10, 3600000 },
 	{ "webhook_max_age_s", CFG_LONG, S(webhook_max_age_s), "86400", 0, 1, 30 * 86400 },
+
+	/* The browser */
+	{ "allowed_return_origins", CFG_STR, S(allowed_return_origins), "", 1, 0, 0 },
 	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
-	{ "log_level", CFG_STR, S(log_level), "info", 0, 0, 0 },
-	{ "connect_bind_browser", CFG_LONG, S(connect_bind_browser), "true", 0, 0, 1 },
 	{ "banner_action_url", CFG_STR, S(banner_action_url), "/admin/integrations", 0, 0, 0 },
-	{ "refresh_timeout_ms", CFG_LONG, S(refresh_timeout_ms), "30000", 0, 100, 300000 },
-	{ "degraded_alert_after_s", CFG_LONG, S(degraded_alert_after_s), "21600", 0, 1, 30 * 86400 },
-	{ "invalid_recheck_interval_s", CFG_LONG, S(invalid_recheck_interval_s), "86400", 0, 0, 30 * 86400 },
-	{ "connect_prompt", CFG_STR, S(connect_prompt), "login", 1, 0, 0 },
-	{ "fastcgi_allowed_peers", CFG_STR, S(fastcgi_allowed_peers), "", 1, 0, 0 },
 };
 #undef S
 
-#define NKEYS		(sizeof(keys) / sizeof(keys[0]))
+#define NKEYS		ARRAY_LEN(keys)
 #define MAX_VALUE	4096
 
 static const struct cfg_key *

@@ -137,8 +137,10 @@ load_single_integration(const PGresult *res, struct integration *integ)
 	return DB_OK;
 }
 
-enum db_rc
-db_integration_get(struct db *db, long long org_id, struct integration *integ)
+/* The one integration row that statement st (parameter: the org id) reads. */
+static enum db_rc
+integration_by_id(struct db *db, enum stmt st, long long org_id,
+    struct integration *integ)
 {
 	char		 id[24];
 	const char	*param = id;
@@ -146,11 +148,17 @@ db_integration_get(struct db *db, long long org_id, struct integration *integ)
 	enum db_rc	 rc;
 
 	snprintf(id, sizeof(id), "%lld", org_id);
-	if ((rc = dbi_run(db, ST_INTEG_GET, 1, &param, &res)) != DB_OK)
+	if ((rc = dbi_run(db, st, 1, &param, &res)) != DB_OK)
 		return rc;
 	rc = load_single_integration(res, integ);
 	PQclear(res);
 	return rc;
+}
+
+enum db_rc
+db_integration_get(struct db *db, long long org_id, struct integration *integ)
+{
+	return integration_by_id(db, ST_INTEG_GET, org_id, integ);
 }
 
 enum db_rc
@@ -189,9 +197,7 @@ enum db_rc
 db_integration_lock(struct db *db, long long org_id, long lock_timeout_ms,
     struct integration *integ)
 {
-	char		 id[24], sql[128];
-	const char	*param = id;
-	PGresult	*res;
+	char		 sql[128];
 	enum db_rc	 rc;
 
 	/* The statement timeout must not cut a lock wait short (a 500, not a 503). */
@@ -200,12 +206,7 @@ db_integration_lock(struct db *db, long long org_id, long lock_timeout_ms,
 	    lock_timeout_ms + 30000);
 	if ((rc = dbi_exec_simple(db, sql)) != DB_OK)
 		return rc;
-	snprintf(id, sizeof(id), "%lld", org_id);
-	if ((rc = dbi_run(db, ST_INTEG_LOCK, 1, &param, &res)) != DB_OK)
-		return rc;
-	rc = load_single_integration(res, integ);
-	PQclear(res);
-	return rc;
+	return integration_by_id(db, ST_INTEG_LOCK, org_id, integ);
 }
 
 enum db_rc

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -68,13 +69,12 @@ http_status_text(int status)
 static int
 hexval(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	static const char	 digits[] = "0123456789abcdef";
+	const char		*at;
+
+	if (c == '\0' || (at = strchr(digits, tolower((unsigned char)c))) == NULL)
+		return -1;
+	return (int)(at - digits);
 }
 
 int

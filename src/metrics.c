@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "metrics.h"
+#include "util.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION	"unknown"	/* built outside configure (the fuzz smoke) */
@@ -21,7 +22,6 @@
 #error "the shared counters need lock-free 64-bit atomics"
 #endif
 
-#define ARRAY_LEN(a)	(sizeof(a) / sizeof((a)[0]))
 #define STATUS_MIN	100
 #define STATUS_MAX	599
 #define NSTATUS		(STATUS_MAX - STATUS_MIN + 2)	/* slot 0: out of range */

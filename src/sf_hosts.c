@@ -18,8 +18,8 @@
 #include "host.h"
 #include "sf.h"
 #include "sf_internal.h"
+#include "util.h"
 
-#define ARRAY_LEN(a)		(sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------- forms */
 

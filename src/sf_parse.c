@@ -23,8 +23,8 @@
 #include "sf.h"
 #include "sf_internal.h"
 #include "sfid.h"
+#include "util.h"
 
-#define ARRAY_LEN(a)		(sizeof(a) / sizeof((a)[0]))
 
 #define SF_TOKEN_MAX		16384		/* longest token accepted (JWT access tokens are long) */
 
@@ -284,6 +284,23 @@ json_parse_object(const char *body)
 	return root;
 }
 
+/*
+ * Starts reading an answer: *out emptied, err cleared. The JSON object of
+ * body, or NULL with err set.
+ */
+static cJSON *
+parse_answer(const char *body, void *out, size_t outlen, const char *what,
+    struct sf_error *err)
+{
+	cJSON	*root;
+
+	memset(out, 0, outlen);
+	sf_err_clear(err);
+	if ((root = json_parse_object(body)) == NULL)
+		SF_MALFORMED(err, "the %s response is not a JSON object", what);
+	return root;
+}
+
 void
 sf_classify_error(long status, const char *body, struct sf_error *err)
 {
@@ -384,34 +401,66 @@ sf_classify_transport(int curl_code, const char *host, const char *detail,
 /* ---------------------------------------------------------------- URLs in answers */
 
 /*
+ * The parts of an https URL that answers are checked for: NULL where the
+ * URL has none. url_split is 0 when url is "https://" and libcurl reads
+ * it (also "https:/host" and "HTTPS://": the text is stored as given).
+ */
+struct url_parts {
+	CURLU	*h;
+	char	*scheme, *user, *path, *query, *frag;
+};
+
+/* One optional part: 0 when present or absent (none), -1 on an error. */
+static int
+url_part(CURLU *h, CURLUPart part, CURLUcode none, char **out)
+{
+	CURLUcode	 rc = curl_url_get(h, part, out, 0);
+
+	return rc == CURLUE_OK || rc == none ? 0 : -1;
+}
+
+static int
+url_split(const char *url, unsigned flags, struct url_parts *u)
+{
+	memset(u, 0, sizeof(*u));
+	if (strncmp(url, "https://", 8) != 0 || (u->h = curl_url()) == NULL ||
+	    curl_url_set(u->h, CURLUPART_URL, url, flags) != CURLUE_OK ||
+	    curl_url_get(u->h, CURLUPART_SCHEME, &u->scheme, 0) != CURLUE_OK ||
+	    strcmp(u->scheme, "https") != 0 ||
+	    curl_url_get(u->h, CURLUPART_PATH, &u->path, 0) != CURLUE_OK ||
+	    url_part(u->h, CURLUPART_USER, CURLUE_NO_USER, &u->user) == -1 ||
+	    url_part(u->h, CURLUPART_QUERY, CURLUE_NO_QUERY, &u->query) == -1 ||
+	    url_part(u->h, CURLUPART_FRAGMENT, CURLUE_NO_FRAGMENT, &u->frag) == -1)
+		return -1;
+	return 0;
+}
+
+static void
+url_parts_free(struct url_parts *u)
+{
+	curl_free(u->scheme);
+	curl_free(u->user);
+	curl_free(u->path);
+	curl_free(u->query);
+	curl_free(u->frag);
+	curl_url_cleanup(u->h);
+}
+
+/*
  * Parses an identity URL "https://host[:port]/id/<OrgID>/<UserID>" (no
  * query or fragment) into 18-character ids. 0 or -1.
  */
 static int
 id_url_parse(const char *url, char org[19], char user[19])
 {
-	CURLU	*h = NULL;
-	char	*scheme = NULL, *path = NULL, *query = NULL, *frag = NULL;
-	int	 rc = -1;
+	struct url_parts	 u;
+	int			 rc = -1;
 
 	org[0] = user[0] = '\0';
-	/* libcurl also takes "https:/host" and "HTTPS://": we store the text as given. */
-	if (strncmp(url, "https://", 8) != 0 || (h = curl_url()) == NULL ||
-	    curl_url_set(h, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK ||
-	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    strcmp(scheme, "https") != 0 ||
-	    curl_url_get(h, CURLUPART_QUERY, &query, 0) != CURLUE_NO_QUERY ||
-	    curl_url_get(h, CURLUPART_FRAGMENT, &frag, 0) != CURLUE_NO_FRAGMENT ||
-	    curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
-	    sfid_parse_identity_path(path, org, user) == -1)
-		goto out;
-	rc = 0;
-out:
-	curl_free(scheme);
-	curl_free(path);
-	curl_free(query);
-	curl_free(frag);
-	curl_url_cleanup(h);
+	if (url_split(url, CURLU_PATH_AS_IS, &u) == 0 && u.query == NULL &&
+	    u.frag == NULL && sfid_parse_identity_path(u.path, org, user) == 0)
+		rc = 0;
+	url_parts_free(&u);
 	return rc;
 }
 
@@ -419,26 +468,12 @@ out:
 static int
 instance_url_ok(const char *url)
 {
-	CURLU	*h = NULL;
-	char	*scheme = NULL, *path = NULL, *query = NULL, *user = NULL;
-	int	 ok = 0;
+	struct url_parts	 u;
+	int			 ok;
 
-	if (strncmp(url, "https://", 8) != 0 || (h = curl_url()) == NULL ||
-	    curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    strcmp(scheme, "https") != 0 ||
-	    curl_url_get(h, CURLUPART_USER, &user, 0) != CURLUE_NO_USER ||
-	    curl_url_get(h, CURLUPART_QUERY, &query, 0) != CURLUE_NO_QUERY ||
-	    curl_url_get(h, CURLUPART_PATH, &path, 0) != CURLUE_OK ||
-	    strcmp(path, "/") != 0 || strchr(url, '#') != NULL)
-		goto out;
-	ok = 1;
-out:
-	curl_free(scheme);
-	curl_free(path);
-	curl_free(query);
-	curl_free(user);
-	curl_url_cleanup(h);
+	ok = url_split(url, 0, &u) == 0 && u.user == NULL && u.query == NULL &&
+	    strcmp(u.path, "/") == 0 && strchr(url, '#') == NULL;
+	url_parts_free(&u);
 	return ok;
 }
 
@@ -500,12 +535,8 @@ sf_parse_token_response(const char *body, const char *secret,
 	size_t		 i;
 	int		 ret = -1;
 
-	memset(out, 0, sizeof(*out));
-	sf_err_clear(err);
-	if ((root = json_parse_object(body)) == NULL) {
-		SF_MALFORMED(err, "the token response is not a JSON object");
+	if ((root = parse_answer(body, out, sizeof(*out), "token", err)) == NULL)
 		goto out;
-	}
 	for (i = 0; i < ARRAY_LEN(required); i++) {
 		const char	*v = json_str(root, required[i]);
 
@@ -585,12 +616,8 @@ sf_parse_identity_response(const char *body, const struct sf_token *token,
 	const char	*org, *user, *s;
 	int		 ret = -1;
 
-	memset(out, 0, sizeof(*out));
-	sf_err_clear(err);
-	if ((root = json_parse_object(body)) == NULL) {
-		SF_MALFORMED(err, "the identity response is not a JSON object");
+	if ((root = parse_answer(body, out, sizeof(*out), "identity", err)) == NULL)
 		goto out;
-	}
 	if ((org = json_str(root, "organization_id")) == NULL ||
 	    (user = json_str(root, "user_id")) == NULL ||
 	    sfid_to18(org, out->org_id) == -1 ||

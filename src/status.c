@@ -210,16 +210,25 @@ status_banner(const struct integration *integ)
 	return banner;
 }
 
+/* root[name]: a new object when present, else null (and NULL returned). */
+static cJSON *
+add_object_or_null(cJSON *root, const char *name, bool present)
+{
+	if (!present) {
+		cJSON_AddNullToObject(root, name);
+		return NULL;
+	}
+	return cJSON_AddObjectToObject(root, name);
+}
+
 static void
 add_user(cJSON *root, const struct integration *integ)
 {
-	cJSON	*user;
+	cJSON	*user = add_object_or_null(root, "salesforce_user",
+		    integ->sf_user_id[0] != '\0');
 
-	if (integ->sf_user_id[0] == '\0') {
-		cJSON_AddNullToObject(root, "salesforce_user");
+	if (user == NULL)
 		return;
-	}
-	user = cJSON_AddObjectToObject(root, "salesforce_user");
 	cJSON_AddStringToObject(user, "id", integ->sf_user_id);
 	api_add_str_or_null(user, "username", integ->sf_username);
 	api_add_str_or_null(user, "display_name", integ->sf_display_name);
@@ -228,13 +237,11 @@ add_user(cJSON *root, const struct integration *integ)
 static void
 add_last_error(cJSON *root, const struct integration *integ)
 {
-	cJSON	*err;
+	cJSON	*err = add_object_or_null(root, "last_error",
+		    integ->last_error_kind[0] != '\0');
 
-	if (integ->last_error_kind[0] == '\0') {
-		cJSON_AddNullToObject(root, "last_error");
+	if (err == NULL)
 		return;
-	}
-	err = cJSON_AddObjectToObject(root, "last_error");
 	cJSON_AddStringToObject(err, "kind", integ->last_error_kind);
 	cJSON_AddStringToObject(err, "code", integ->last_error_code);
 	cJSON_AddStringToObject(err, "message", integ->last_error_message);

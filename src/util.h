@@ -7,6 +7,8 @@
 
 #include "app.h"
 
+#define ARRAY_LEN(a)	(sizeof(a) / sizeof((a)[0]))
+
 /* 0 and *role set when name is viewer|admin|service|operator. */
 int		 role_parse(const char *name, enum role *role);
 const char	*role_name(enum role role);
