@@ -5,7 +5,8 @@
  * includes this header.
  *
  *   sf_xfer.c   every libcurl transfer: the token, identity and revoke
- *               calls, the concurrent refresh; the client itself
+ *               calls; the client itself
+ *   sf_many.c   the concurrent refresh of a check batch (curl multi)
  *   sf_parse.c  no network: the answers (token, identity, revoke), display
  *               text, the error tables and their classification
  *   sf_hosts.c  no network: the allowed-host check of every URL, the login
@@ -15,12 +16,14 @@
 #ifndef SFC_SF_INTERNAL_H
 #define SFC_SF_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <curl/curl.h>
 
 #include "buf.h"
 #include "cfg.h"
+#include "host.h"
 #include "sf.h"
 
 /* Largest Salesforce response body accepted (bytes). */
@@ -35,6 +38,75 @@ struct sf {
 	CURL			*curl;		/* owned, reused by every single call */
 	CURLSH			*share;		/* owned: connections, DNS, TLS sessions */
 };
+
+/* ---------------------------------------------------------------- sf_xfer.c */
+
+/* One HTTP exchange, described for xfer_start(). */
+struct sf_req {
+	const char	*what;		/* for logs: "token", "revoke", "identity" */
+	const char	*url;
+	const char	*form;		/* POST body (form-encoded); NULL: GET */
+	size_t		 formlen;
+	const char	*bearer;	/* access token for Authorization, or NULL */
+	struct buf	*out;		/* response body; max SF_RESPONSE_MAX */
+	long		 status;	/* out: the HTTP status */
+	double		 seconds;	/* out: the transfer's duration */
+	bool		 once;		/* a failure once sent: refresh_outcome_unknown */
+};
+
+/* Where a transfer's body goes, and whether it outgrew SF_RESPONSE_MAX. */
+struct sink {
+	struct buf	*out;
+	int		 too_large;
+};
+
+/*
+ * One transfer on one easy handle, from xfer_start() to xfer_end(): what
+ * curl points into while it runs (the sink, the error buffer, the headers,
+ * the URL handle) lives here, so the struct must not move meanwhile.
+ */
+struct sf_xfer {
+	CURL			*c;		/* not owned */
+	struct sf_req		*r;		/* not owned */
+	CURLU			*u;
+	struct curl_slist	*hdrs;
+	char			*auth;		/* "Authorization: Bearer ..." */
+	struct sink		 sink;
+	char			 host[HOST_LEN_MAX + 1];
+	char			 errbuf[CURL_ERROR_SIZE];
+};
+
+/*
+ * A form POST: the request and the buffers curl reads from and writes to
+ * while it runs. Must not move between sfx_post_begin() and sfx_post_end().
+ */
+struct sf_post {
+	struct sf_req	 r;
+	struct sf_xfer	 x;
+	struct buf	 url;
+	struct buf	 form;		/* holds secrets: cleansed */
+	struct buf	 resp;		/* may hold tokens: cleansed */
+};
+
+/* Empties p so that sfx_post_end() may be called on it. */
+void	sfx_post_init(struct sf_post *p);
+/* Cleanses and frees what a POST built; resets its easy handle. */
+void	sfx_post_end(struct sf_post *p);
+/*
+ * Prepares the refresh grant of refresh_token at login_base on the easy
+ * handle c, without running it: empties *out and *err, initialises p. 0,
+ * or -1 with *err. Call sfx_post_end() on p in both cases; once c has
+ * run, sfx_token_finish() judges it.
+ */
+int	sfx_refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
+	    const char *login_base, const char *refresh_token,
+	    struct sf_token *out, struct sf_error *err);
+/*
+ * Judges a token endpoint POST that ended with rc. 0 with *out filled, or
+ * -1 with *err (*out empty but for a refused answer's new refresh token).
+ */
+int	sfx_token_finish(struct sf *sf, struct sf_post *p, CURLcode rc,
+	    struct sf_token *out, struct sf_error *err);
 
 /* ---------------------------------------------------------------- sf_parse.c */
 

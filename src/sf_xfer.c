@@ -30,49 +30,14 @@
 #include "secret.h"
 #include "sf.h"
 #include "sf_internal.h"
-
-#define ARRAY_LEN(a)		(sizeof(a) / sizeof((a)[0]))
+#include "util.h"
 
 #define SF_USER_AGENT		"sfconnect/0.1"
 #define SF_CALLBACK_PATH	"/api/v1/oauth/salesforce/callback"
 #define SF_CONNECT_TIMEOUT_MS	5000L
 #define SF_RESPONSE_PRESIZE	(16 * 1024)	/* one allocation for usual answers */
 
-/* One HTTP exchange, described for xfer_start(). */
-struct sf_req {
-	const char	*what;		/* for logs: "token", "revoke", "identity" */
-	const char	*url;
-	const char	*form;		/* POST body (form-encoded); NULL: GET */
-	size_t		 formlen;
-	const char	*bearer;	/* access token for Authorization, or NULL */
-	struct buf	*out;		/* response body; max SF_RESPONSE_MAX */
-	long		 status;	/* out: the HTTP status */
-	double		 seconds;	/* out: the transfer's duration */
-	bool		 once;		/* a failure once sent: refresh_outcome_unknown */
-};
-
 /* ---------------------------------------------------------------- HTTP */
-
-struct sink {
-	struct buf	*out;
-	int		 too_large;
-};
-
-/*
- * One transfer on one easy handle, from xfer_start() to xfer_end(): what
- * curl points into while it runs (the sink, the error buffer, the headers,
- * the URL handle) lives here, so the struct must not move meanwhile.
- */
-struct sf_xfer {
-	CURL			*c;		/* not owned */
-	struct sf_req		*r;		/* not owned */
-	CURLU			*u;
-	struct curl_slist	*hdrs;
-	char			*auth;		/* "Authorization: Bearer ..." */
-	struct sink		 sink;
-	char			 host[HOST_LEN_MAX + 1];
-	char			 errbuf[CURL_ERROR_SIZE];
-};
 
 static size_t
 sink_write(char *data, size_t size, size_t n, void *arg)
@@ -365,21 +330,9 @@ sf_free(struct sf *sf)
 }
 
 
-/*
- * A form POST: the request and the buffers curl reads from and writes to
- * while it runs. Must not move between post_begin() and post_end().
- */
-struct sf_post {
-	struct sf_req	 r;
-	struct sf_xfer	 x;
-	struct buf	 url;
-	struct buf	 form;		/* holds secrets: cleansed */
-	struct buf	 resp;		/* may hold tokens: cleansed */
-};
-
-/* Empties p so that post_end() may be called on it. */
-static void
-post_init(struct sf_post *p)
+/* Empties p so that sfx_post_end() may be called on it. */
+void
+sfx_post_init(struct sf_post *p)
 {
 	memset(&p->r, 0, sizeof(p->r));
 	xfer_init(&p->x);
@@ -390,8 +343,8 @@ post_init(struct sf_post *p)
 
 /*
  * Prepares the POST of form f to login_base + path on the easy handle c,
- * without running it. 0, or -1 with *err. p was emptied by post_init();
- * call post_end() on it in both cases.
+ * without running it. 0, or -1 with *err. p was emptied by sfx_post_init();
+ * call sfx_post_end() on it in both cases.
  */
 static int
 post_begin(struct sf *sf, CURL *c, struct sf_post *p, const char *what,
@@ -417,8 +370,8 @@ post_begin(struct sf *sf, CURL *c, struct sf_post *p, const char *what,
 }
 
 /* Cleanses and frees what post_begin() built; resets the handle (see xfer_end()). */
-static void
-post_end(struct sf_post *p)
+void
+sfx_post_end(struct sf_post *p)
 {
 	xfer_end(&p->x);
 	buf_cleanse_free(&p->form);
@@ -429,7 +382,7 @@ post_end(struct sf_post *p)
 /*
  * POSTs form f to login_base + path on the client's own handle. 0 with the
  * answer in p->resp (status in p->r.status), or -1 with *err. p was
- * emptied by post_init(); call post_end() on it in every case.
+ * emptied by sfx_post_init(); call sfx_post_end() on it in every case.
  */
 static int
 post_form(struct sf *sf, struct sf_post *p, const char *what,
@@ -473,8 +426,8 @@ instance_allowed(struct sf *sf, struct sf_token *out, struct sf_error *err)
  * filled, or -1 with *err (*out empty but for a refused answer's new
  * refresh token).
  */
-static int
-token_finish(struct sf *sf, struct sf_post *p, CURLcode rc,
+int
+sfx_token_finish(struct sf *sf, struct sf_post *p, CURLcode rc,
     struct sf_token *out, struct sf_error *err)
 {
 	if (xfer_done(&p->x, rc, err) == -1 ||
@@ -486,11 +439,11 @@ token_finish(struct sf *sf, struct sf_post *p, CURLcode rc,
 /*
  * Prepares the refresh grant of refresh_token at login_base on the easy
  * handle c, without running it: empties *out and *err, initialises p. 0,
- * or -1 with *err. Call post_end() on p in both cases; once c has run,
- * token_finish() judges it.
+ * or -1 with *err. Call sfx_post_end() on p in both cases; once c has run,
+ * sfx_token_finish() judges it.
  */
-static int
-refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
+int
+sfx_refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
     const char *login_base, const char *refresh_token, struct sf_token *out,
     struct sf_error *err)
 {
@@ -501,7 +454,7 @@ refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
 		{ "client_secret", sf->secret },
 	};
 
-	post_init(p);
+	sfx_post_init(p);
 	memset(out, 0, sizeof(*out));
 	sf_err_clear(err);
 	if (refresh_token == NULL) {
@@ -540,7 +493,7 @@ sf_exchange_code(struct sf *sf, const char *login_base, const char *code,
 	struct sf_post	 p;
 	int		 ret = -1;
 
-	post_init(&p);
+	sfx_post_init(&p);
 	memset(out, 0, sizeof(*out));
 	sf_err_clear(err);
 	if (code == NULL || verifier == NULL) {
@@ -549,12 +502,12 @@ sf_exchange_code(struct sf *sf, const char *login_base, const char *code,
 	}
 	if (post_begin(sf, sf->curl, &p, "token", login_base,
 	    "/services/oauth2/token", f, ARRAY_LEN(f), err) == 0)
-		ret = token_finish(sf, &p, curl_easy_perform(sf->curl), out,
+		ret = sfx_token_finish(sf, &p, curl_easy_perform(sf->curl), out,
 		    err);
 out:
 	metrics_sf_call(METRICS_SF_TOKEN_CODE, ret == 0 ? SF_OK : err->kind,
 	    p.r.seconds);
-	post_end(&p);
+	sfx_post_end(&p);
 	return ret;
 }
 
@@ -565,195 +518,14 @@ sf_refresh(struct sf *sf, const char *login_base, const char *refresh_token,
 	struct sf_post	 p;
 	int		 ret = -1;
 
-	if (refresh_begin(sf, sf->curl, &p, login_base, refresh_token, out,
+	if (sfx_refresh_begin(sf, sf->curl, &p, login_base, refresh_token, out,
 	    err) == 0)
-		ret = token_finish(sf, &p, curl_easy_perform(sf->curl), out,
+		ret = sfx_token_finish(sf, &p, curl_easy_perform(sf->curl), out,
 		    err);
 	metrics_sf_call(METRICS_SF_TOKEN_REFRESH, ret == 0 ? SF_OK : err->kind,
 	    p.r.seconds);
-	post_end(&p);
+	sfx_post_end(&p);
 	return ret;
-}
-
-/* ---------------------------------------------------------------- concurrent refresh */
-
-/* One in-flight place of sf_refresh_many(): an easy handle and its transfer. */
-struct refresh_slot {
-	CURL			*c;	/* owned */
-	struct sf_refresh_job	*job;	/* NULL: free */
-	struct sf_post		 p;
-};
-
-/* Fails job (not run) with an internal error. */
-static void
-job_fail(struct sf_refresh_job *job, const char *why)
-{
-	sf_token_clear(&job->token);
-	sf_err_clear(&job->err);
-	sf_err_set(&job->err, SF_TRANSIENT, "internal", "%s", why);
-	job->rc = -1;
-}
-
-/*
- * Prepares job on slot s and adds it to m. 0 when it runs, or -1 when job
- * already failed (job->rc -1, job->err filled; the host check lands here).
- */
-static int
-slot_start(struct sf *sf, CURLM *m, struct refresh_slot *s,
-    struct sf_refresh_job *job)
-{
-	CURLMcode	 mc;
-
-	job->rc = -1;
-	if (refresh_begin(sf, s->c, &s->p, job->login_base,
-	    job->refresh_token, &job->token, &job->err) == -1)
-		goto fail;
-	if ((mc = curl_multi_add_handle(m, s->c)) != CURLM_OK) {
-		sf_err_set(&job->err, SF_TRANSIENT, "internal", "libcurl could "
-		    "not start the request (%s)", curl_multi_strerror(mc));
-		goto fail;
-	}
-	s->job = job;
-	return 0;
-fail:
-	metrics_sf_call(METRICS_SF_TOKEN_REFRESH, job->err.kind, 0);
-	post_end(&s->p);
-	return -1;
-}
-
-/* Judges the finished transfer of slot s (ended with rc) into its job and frees the slot. */
-static void
-slot_finish(struct sf *sf, CURLM *m, struct refresh_slot *s, CURLcode rc)
-{
-	struct sf_refresh_job	*job = s->job;
-
-	job->rc = token_finish(sf, &s->p, rc, &job->token, &job->err);
-	metrics_sf_call(METRICS_SF_TOKEN_REFRESH, job->rc == 0 ? SF_OK :
-	    job->err.kind, s->p.r.seconds);
-	curl_multi_remove_handle(m, s->c);
-	post_end(&s->p);
-	s->job = NULL;
-}
-
-/* Stops the transfer of slot s unfinished: its job fails with why. */
-static void
-slot_abort(CURLM *m, struct refresh_slot *s, const char *why)
-{
-	curl_multi_remove_handle(m, s->c);
-	post_end(&s->p);
-	job_fail(s->job, why);
-	s->job = NULL;
-}
-
-/* Reads the finished transfers of m into their slots; returns how many. */
-static size_t
-slots_reap(struct sf *sf, CURLM *m, struct refresh_slot *slots,
-    size_t nslots)
-{
-	CURLMsg		*msg;
-	CURL		*easy;
-	CURLcode	 rc;
-	size_t		 done = 0, i;
-	int		 left;
-
-	while ((msg = curl_multi_info_read(m, &left)) != NULL) {
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		/* msg dies with curl_multi_remove_handle(): copy it first. */
-		easy = msg->easy_handle;
-		rc = msg->data.result;
-		for (i = 0; i < nslots; i++)
-			if (slots[i].job != NULL && slots[i].c == easy)
-				break;
-		if (i == nslots)
-			continue;
-		slot_finish(sf, m, &slots[i], rc);
-		done++;
-	}
-	return done;
-}
-
-void
-sf_refresh_many(struct sf *sf, struct sf_refresh_job *jobs, size_t n,
-    int max_parallel)
-{
-	struct refresh_slot	*slots = NULL;
-	CURLM			*m = NULL;
-	CURLMcode		 mc = CURLM_OK;
-	const char		*why = "out of memory";
-	char			 whybuf[128];
-	size_t			 todo = 0, nslots = 0, busy = 0, next = 0, i;
-	int			 running;
-
-	for (i = 0; i < n; i++)
-		if (jobs[i].refresh_token != NULL)
-			todo++;
-	if (todo == 0)
-		return;
-	nslots = max_parallel < 1 ? 1 : (size_t)max_parallel;
-	if (nslots > todo)
-		nslots = todo;
-	if ((slots = calloc(nslots, sizeof(*slots))) == NULL)
-		goto fail;
-	for (i = 0; i < nslots; i++)
-		post_init(&slots[i].p);
-	if ((m = curl_multi_init()) == NULL)
-		goto fail;
-	for (i = 0; i < nslots; i++)
-		if ((slots[i].c = curl_easy_init()) == NULL)
-			goto fail;
-
-	for (;;) {
-		/* Fill the free slots, in job order. */
-		for (i = 0; i < nslots && next < n; i++) {
-			if (slots[i].job != NULL)
-				continue;
-			while (next < n) {
-				struct sf_refresh_job	*job = &jobs[next++];
-
-				if (job->refresh_token == NULL)
-					continue;
-				if (slot_start(sf, m, &slots[i], job) == 0) {
-					busy++;
-					break;
-				}
-			}
-		}
-		if (busy == 0)
-			break;
-		if ((mc = curl_multi_perform(m, &running)) != CURLM_OK)
-			goto fail;
-		busy -= slots_reap(sf, m, slots, nslots);
-		/* Something finished: refill before waiting. */
-		if (busy < nslots && next < n)
-			continue;
-		if (busy > 0 &&
-		    (mc = curl_multi_poll(m, NULL, 0, 1000, NULL)) != CURLM_OK)
-			goto fail;
-	}
-	goto out;
-fail:
-	if (mc != CURLM_OK) {
-		snprintf(whybuf, sizeof(whybuf), "libcurl failed (%s)",
-		    curl_multi_strerror(mc));
-		why = whybuf;
-	}
-	log_warn("sf_http_failed", "token batch: %s", why);
-	for (i = 0; slots != NULL && i < nslots; i++)
-		if (slots[i].job != NULL)
-			slot_abort(m, &slots[i], why);
-	for (; next < n; next++)
-		if (jobs[next].refresh_token != NULL)
-			job_fail(&jobs[next], why);
-out:
-	for (i = 0; slots != NULL && i < nslots; i++) {
-		post_end(&slots[i].p);
-		if (slots[i].c != NULL)
-			curl_easy_cleanup(slots[i].c);
-	}
-	if (m != NULL)
-		curl_multi_cleanup(m);
-	free(slots);
 }
 
 int
@@ -814,7 +586,7 @@ sf_revoke(struct sf *sf, const char *login_base, const char *token,
 	struct sf_post	 p;
 	int		 ret = -1;
 
-	post_init(&p);
+	sfx_post_init(&p);
 	sf_err_clear(err);
 	if (token == NULL) {
 		sf_err_set(err, SF_CONFIG, "internal", "no token to revoke");
@@ -826,6 +598,6 @@ sf_revoke(struct sf *sf, const char *login_base, const char *token,
 out:
 	metrics_sf_call(METRICS_SF_REVOKE, ret == 0 ? SF_OK : err->kind,
 	    p.r.seconds);
-	post_end(&p);
+	sfx_post_end(&p);
 	return ret;
 }
