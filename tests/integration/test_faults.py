@@ -7,6 +7,7 @@ import base64
 import os
 import signal
 import sys
+import threading
 import time
 import unittest
 
@@ -275,6 +276,77 @@ class RetryAfterTest(unittest.TestCase):
             if st != 200:
                 time.sleep(0.1)
         self.assertEqual(ok, 20, "no 20 answers in a row after PostgreSQL returned")
+
+
+class LockHoldTest(unittest.TestCase):
+    """A check batch holds its rows' locks until it commits: the "already
+    being processed" retries of a batch must run together (one pause), not
+    one org after another, or token requests for those orgs wait past the
+    lock wait limit and get 503."""
+
+    ORGS = 40               # the batch: check_concurrency
+    LOCK_WAIT_MS = 4000     # one pause (500 ms) fits, ORGS / 2 pauses do not
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(workers=2, config={"check_concurrency": cls.ORGS,
+                                             "refresh_lock_timeout_ms": cls.LOCK_WAIT_MS})
+        cls.stack.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def connect(self, slug):
+        s = self.stack
+        s.create_org(slug)
+        admin = s.create_key(slug, "admin")
+        s.fakesf("POST", "config", {"org_id": "new", "user_id": "new"})
+        st, headers, body = s.connect_org(slug, admin)
+        self.assertEqual(st, 303, body)
+        self.assertIn("salesforce=connected", headers.get("location", ""), headers)
+
+    def refreshes(self):
+        return self.stack.fakesf("GET", "counts")["token_refresh"]
+
+    def test_token_request_during_processing_retries_is_answered(self):
+        s, n = self.stack, self.ORGS
+        for i in range(n):
+            self.connect(f"hold-{i}")
+        service = s.create_key("hold-0", "service")
+        # hold-0's access token is due, so its token request takes the row lock.
+        s.psql("UPDATE integrations SET last_refreshed_at = now() - interval '2 hours' "
+               "WHERE org_id = (SELECT id FROM orgs WHERE slug = 'hold-0')")
+        base = self.refreshes()
+        # Every refresh of the batch and every first retry: "already being
+        # processed". One retry per org after one pause ends the batch; a
+        # second answer sends an org retried one by one into its 500 ms pause.
+        s.fakesf("POST", "fault", {"endpoint": "token_refresh",
+                                   "kind": "already_processing", "count": 2 * n})
+        check = {}
+        worker = threading.Thread(target=lambda: check.update(answer=s.request(
+            "POST", "/api/v1/admin/integrations/check", key=s.operator_key,
+            body={"status": "connected"}, timeout=120)))
+        worker.start()
+        try:
+            deadline = time.monotonic() + 60    # a safety net, not the measure
+            while self.refreshes() < base + n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertGreaterEqual(self.refreshes(), base + n, "the batch never ran")
+            # The batch has claimed (locked) its rows and met the first answers.
+            st, _, body = s.request("GET", SF.format("hold-0") + "/token", key=service,
+                                    timeout=60)
+            self.assertEqual(st, 200, f"the token request waited out the batch's "
+                             f"lock: {body}")
+        finally:
+            worker.join(120)
+            s.fakesf("POST", "fault/clear")
+        st, _, body = check["answer"]
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["checked"], n, body)
+        self.assertEqual(self.refreshes() - base, 2 * n,
+                         "each org retried once, together")
+        s.assert_grant_invariant()
 
 
 class ZProcessFaultTest(unittest.TestCase):
