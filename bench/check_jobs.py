@@ -44,7 +44,7 @@ def capacity(stack, grants, threads, seconds):
         while time.monotonic() < stop:
             g = mine[k % len(mine)]
             k += 1
-            host = g["login_host"]
+            host = urllib.parse.urlsplit(g["login_host"]).hostname   # a URL
             conn = conns.get(host)
             if conn is None:
                 conn = conns[host] = _ResolvingHTTPSConnection(
@@ -139,7 +139,7 @@ def main(argv=None):
     finally:
         stack.stop(check=False)
     print(f"\n{args.orgs} orgs, concurrency {args.concurrency}: job {rate:.1f} orgs/s, "
-          f"simulator alone {cap:.1f}/s, ratio {rate / cap:.2f} (bar 0.70)")
+          f"simulator alone {cap:.1f}/s, ratio {rate / cap if cap else 0:.2f} (bar 0.70)")
     return 0
 
 
