@@ -58,6 +58,7 @@ static const struct route routes[] = {
 	{ "GET", "/api/v1/admin/keys", ROLE_OPERATOR, h_admin_key_list, 0 },
 	{ "DELETE", "/api/v1/admin/keys/{id}", ROLE_OPERATOR, h_admin_key_revoke, 0 },
 	{ "GET", "/api/v1/admin/webhook-deliveries", ROLE_OPERATOR, h_admin_webhook_deliveries, 0 },
+	{ "GET", "/api/v1/admin/check-jobs/{id}", ROLE_OPERATOR, h_admin_check_job, 0 },
 };
 #define NROUTES	ARRAY_LEN(routes)
 _Static_assert(NROUTES < METRICS_ROUTES_MAX, "raise METRICS_ROUTES_MAX");

@@ -123,5 +123,10 @@ void	h_token(struct ctx *c);
 void	h_check(struct ctx *c);
 void	h_admin_check(struct ctx *c);
 void	h_admin_webhook_deliveries(struct ctx *c);
+void	h_admin_check_job(struct ctx *c);
+/* true when an RFC 7240 Prefer header value asks for respond-async. */
+bool	api_prefer_async(const char *prefer);
+/* Answers 202 with the job object and its Location (api_jobs.c). */
+void	api_job_accepted(struct ctx *c, long long id, bool preferred);
 
 #endif

@@ -65,6 +65,7 @@ static const struct cfg_key keys[] = {
 	{ "allowed_return_origins", CFG_STR, S(allowed_return_origins), "", 1, 0, 0 },
 	{ "cors_allowed_origins", CFG_STR, S(cors_allowed_origins), "", 1, 0, 0 },
 	{ "banner_action_url", CFG_STR, S(banner_action_url), "/admin/integrations", 0, 0, 0 },
+	{ "bulk_check_sync_max", CFG_LONG, S(bulk_check_sync_max), "2000", 0, 0, 100000000 },
 };
 #undef S
 

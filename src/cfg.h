@@ -42,6 +42,7 @@ struct cfg {
 	long	 invalid_recheck_interval_s;	/* 0: invalid integrations are never re-checked */
 	char	*connect_prompt;	/* the authorize URL's prompt; "": none */
 	char	*fastcgi_allowed_peers;	/* TCP listen: "" means loopback only */
+	long	 bulk_check_sync_max;	/* more due orgs: the bulk check is a job (202) */
 };
 
 /*

@@ -149,12 +149,8 @@ refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
 	return rc;
 }
 
-/*
- * Claims one batch and refreshes it. *n gets the batch size (0: nothing
- * left). A db_rc.
- */
-static int
-check_batch(struct app *app, integ_status_set statuses, const char *cutoff,
+int
+lci_check_batch(struct app *app, integ_status_set statuses, const char *cutoff,
     bool due_retries, const char *actor, struct lc_counts *counts, int *n)
 {
 	struct batch	 b = { .n = 0 };
@@ -189,8 +185,8 @@ out:
  * true when a SIGTERM or SIGINT waits: sfconnectd blocks them while work is
  * in progress, so a long run of batches stops between two of them.
  */
-static bool
-stop_pending(void)
+bool
+lci_stop_pending(void)
 {
 	sigset_t	 pending;
 
@@ -209,9 +205,9 @@ lc_check_due(struct app *app, integ_status_set statuses, long older_than_s,
 		return rc;
 	snprintf(cutoff, sizeof(cutoff), "%.6f", atof(now) - (double)older_than_s);
 	do {
-		rc = check_batch(app, statuses, cutoff, due_retries, actor,
+		rc = lci_check_batch(app, statuses, cutoff, due_retries, actor,
 		    counts, &n);
-	} while (rc == DB_OK && n > 0 && !stop_pending());
+	} while (rc == DB_OK && n > 0 && !lci_stop_pending());
 	return rc;
 }
 
@@ -225,8 +221,8 @@ lc_recheck_invalid(struct app *app, const char *actor,
 		return DB_OK;
 	/* No cutoff: only those whose re-check (next_retry_at) is due. */
 	do {
-		rc = check_batch(app, INTEG_SET(INTEG_INVALID), "0", true, actor,
+		rc = lci_check_batch(app, INTEG_SET(INTEG_INVALID), "0", true, actor,
 		    counts, &n);
-	} while (rc == DB_OK && n > 0 && !stop_pending());
+	} while (rc == DB_OK && n > 0 && !lci_stop_pending());
 	return rc;
 }

@@ -327,6 +327,83 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "  AND (k.role = 'operator' OR o.id = k.org_id) "
 	    "LEFT JOIN integrations i ON $3 = 't' AND i.org_id = o.id "
 	    "WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+	/*
+	 * Check jobs (sql/008). A new job ($1 statuses array, $2 its integer
+	 * set, $3 older_than_s, $4 actor) with the snapshot of its due
+	 * integrations (the claim's predicate, without due retries).
+	 */
+	[ST_JOB_CREATE] =
+	    "WITH j AS (SELECT nextval('check_jobs_id_seq') AS id, "
+	    "  now() - make_interval(secs => $3::double precision) AS cutoff), "
+	    "items AS (INSERT INTO check_job_items (job_id, org_id) "
+	    "  SELECT j.id, i.org_id FROM j, integrations i "
+	    "  WHERE i.status = ANY($1::text[]) AND (i.last_checked_at IS NULL "
+	    "    OR i.last_checked_at < j.cutoff) RETURNING 1) "
+	    "INSERT INTO check_jobs (id, status_set, statuses, cutoff, actor, total) "
+	    "SELECT j.id, $2::integer, $1::text[], j.cutoff, $4, "
+	    "  (SELECT count(*) FROM items) FROM j RETURNING id, total",
+	/* A running job to work on: $1, or the oldest when $1 is 0. */
+	[ST_JOB_WORK] =
+	    "SELECT id, status_set, to_char(extract(epoch from cutoff), "
+	    "'FM9999999999990.000000'), actor FROM check_jobs "
+	    "WHERE state = 'running' AND ($1::bigint = 0 OR id = $1::bigint) "
+	    "ORDER BY id LIMIT 1",
+	[ST_JOB_STARTED] =
+	    "UPDATE check_jobs SET started_at = clock_timestamp() "
+	    "WHERE id = $1 AND started_at IS NULL",
+	/*
+	 * Finishes job $1 when none of its items is due any more (rows another
+	 * process holds still look due until it commits): the counts are
+	 * frozen, the items deleted. One row: whether the job is finished.
+	 */
+	[ST_JOB_FINISH] =
+	    "WITH f AS (UPDATE check_jobs j SET state = 'finished', "
+	    "  finished_at = clock_timestamp(), "
+	    "  started_at = coalesce(started_at, clock_timestamp()), "
+	    "  checked = c.checked, connected = c.connected, "
+	    "  degraded = c.degraded, invalid = c.invalid "
+	    "  FROM (SELECT count(*) AS checked, "
+	    "    count(*) FILTER (WHERE i.status = 'connected') AS connected, "
+	    "    count(*) FILTER (WHERE i.status = 'degraded') AS degraded, "
+	    "    count(*) FILTER (WHERE i.status IN ('invalid', 'disconnected')) "
+	    "      AS invalid "
+	    "    FROM check_job_items ji JOIN check_jobs jj ON jj.id = ji.job_id "
+	    "    JOIN integrations i ON i.org_id = ji.org_id "
+	    "    WHERE ji.job_id = $1 AND i.last_checked_at >= jj.created_at) c "
+	    "  WHERE j.id = $1 AND j.state = 'running' AND NOT EXISTS ("
+	    "    SELECT 1 FROM check_job_items ji "
+	    "    JOIN integrations i ON i.org_id = ji.org_id "
+	    "    WHERE ji.job_id = $1 AND i.status = ANY(j.statuses) "
+	    "    AND (i.last_checked_at IS NULL OR i.last_checked_at < j.cutoff)) "
+	    "  RETURNING j.id), "
+	    "d AS (DELETE FROM check_job_items "
+	    "  WHERE job_id IN (SELECT id FROM f)) "
+	    "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM check_jobs "
+	    "  WHERE id = $1 AND state = 'finished')",
+	/*
+	 * Job $1: state, total, checked and the outcome counts (counted from
+	 * its items while it runs), then created, started, finished and now as
+	 * epoch seconds with a fraction ('' for none).
+	 */
+	[ST_JOB_GET] =
+	    "SELECT j.id, j.state, j.total, "
+	    "CASE WHEN j.state = 'running' THEN c.checked ELSE j.checked END, "
+	    "CASE WHEN j.state = 'running' THEN c.connected ELSE j.connected END, "
+	    "CASE WHEN j.state = 'running' THEN c.degraded ELSE j.degraded END, "
+	    "CASE WHEN j.state = 'running' THEN c.invalid ELSE j.invalid END, "
+	    "coalesce(extract(epoch from j.created_at)::text, ''), "
+	    "coalesce(extract(epoch from j.started_at)::text, ''), "
+	    "coalesce(extract(epoch from j.finished_at)::text, ''), "
+	    "extract(epoch from clock_timestamp())::text, j.actor "
+	    "FROM check_jobs j LEFT JOIN LATERAL (SELECT count(*) AS checked, "
+	    "  count(*) FILTER (WHERE i.status = 'connected') AS connected, "
+	    "  count(*) FILTER (WHERE i.status = 'degraded') AS degraded, "
+	    "  count(*) FILTER (WHERE i.status IN ('invalid', 'disconnected')) "
+	    "    AS invalid "
+	    "  FROM check_job_items ji JOIN integrations i ON i.org_id = ji.org_id "
+	    "  WHERE j.state = 'running' AND ji.job_id = j.id "
+	    "  AND i.last_checked_at >= j.created_at) c ON true "
+	    "WHERE j.id = $1",
 };
 
 
@@ -344,6 +421,7 @@ const bool db_stmt_is_read[ST__MAX] = {
 	[ST_OUTBOX_COUNTS] = true, [ST_OUTBOX_NEXT_DUE] = true,
 	[ST_CHECK_LAG] = true,
 	[ST_AUTH_ORG] = true,
+	[ST_JOB_WORK] = true, [ST_JOB_GET] = true,
 };
 
 

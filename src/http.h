@@ -23,6 +23,7 @@ struct http_request {
 	char		 accept[256];
 	char		 origin[256];
 	char		 cookie[8192];		/* nginx's longest header line */
+	char		 prefer[256];		/* RFC 7240 Prefer */
 	char		 request_id[65];	/* caller's if sane, else generated */
 	bool		 too_long;		/* a path, query or header did not fit */
 	bool		 body_too_large;

@@ -27,6 +27,17 @@ parse_field(struct http_request *req, http_param_fn *param_fn, void *arg,
 	memcpy(dst, v, len + 1);
 }
 
+/* Prefer is advisory (RFC 7240): one too long is ignored, not refused. */
+static void
+parse_prefer(struct http_request *req, http_param_fn *param_fn, void *arg)
+{
+	const char	*v = param_fn("HTTP_PREFER", arg);
+
+	req->prefer[0] = '\0';
+	if (v != NULL && strlen(v) < sizeof(req->prefer))
+		memcpy(req->prefer, v, strlen(v) + 1);
+}
+
 static void
 parse_path(struct http_request *req, http_param_fn *param_fn,
     void *arg)
@@ -139,6 +150,7 @@ http_request_parse(struct http_request *req, http_param_fn *param_fn,
 	parse_field(req, param_fn, arg, "HTTP_ORIGIN", req->origin,
 	    sizeof(req->origin));
 	parse_field(req, param_fn, arg, "HTTP_COOKIE", req->cookie, sizeof(req->cookie));
+	parse_prefer(req, param_fn, arg);
 	parse_request_id(req, param_fn, arg);
 	parse_body(req, param_fn, read_fn, arg);
 	return req->too_long || req->bad_length || req->body_too_large ? -1 : 0;

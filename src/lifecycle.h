@@ -100,6 +100,23 @@ int		lc_check_due(struct app *app, integ_status_set statuses,
 int		lc_recheck_invalid(struct app *app, const char *actor,
 		    struct lc_counts *counts);
 
+/*
+ * Called by lc_job_work after each batch it checked (arg: the caller's).
+ */
+typedef void	lc_progress_fn(void *arg);
+
+/*
+ * Works on the running check job id (0: the oldest running one), batch by
+ * batch, until none of its integrations is left to claim here (or a
+ * SIGTERM is pending), then finishes it when none is due any more
+ * anywhere. *batches gets the batches checked here, *finished whether the
+ * job is finished (also when it was already). DB_NOTFOUND for id 0 when
+ * no job runs. progress may be NULL. A db_rc.
+ */
+int		lc_job_work(struct app *app, long long id,
+		    lc_progress_fn *progress, void *arg, int *batches,
+		    bool *finished);
+
 /* How a connect ended (lc_connect); the handler maps it to HTTP. */
 enum lc_connect_rc {
 	LCC_OK = 0,

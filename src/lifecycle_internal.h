@@ -10,6 +10,7 @@
 
 #include "app.h"
 #include "db.h"
+#include "lifecycle.h"
 #include "sf.h"
 
 char	*lci_open_column(struct app *app, long long org_id, const char *column,
@@ -29,5 +30,18 @@ int	 lci_write_rotated_only(struct app *app,
 int	 lci_save_rotated(struct app *app, const struct integration *integ,
 	    const struct sf_refresh_job *job, const char *actor,
 	    enum integ_status *status, long long *generation);
+/*
+ * Claims one batch (db_integration_claim's arguments) and refreshes it,
+ * adding the outcomes to *counts. *n gets the batch size (0: nothing
+ * left). A db_rc.
+ */
+int	 lci_check_batch(struct app *app, integ_status_set statuses,
+	    const char *cutoff, bool due_retries, const char *actor,
+	    struct lc_counts *counts, int *n);
+/*
+ * true when a SIGTERM or SIGINT waits: sfconnectd blocks them while work is
+ * in progress, so a long run of batches stops between two of them.
+ */
+bool	 lci_stop_pending(void);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -13,6 +14,7 @@
 #include "app.h"
 #include "cfg.h"
 #include "db.h"
+#include "db_jobs.h"
 #include "keyring.h"
 #include "keys.h"
 #include "lifecycle.h"
@@ -314,12 +316,107 @@ check_org(struct app *app, const char *slug)
 	return rc;
 }
 
+/* The progress of a check job on stderr: a bar on a terminal, else lines. */
+struct progress {
+	struct db	*db;
+	long long	 id;
+	bool		 tty;
+	double		 last;		/* monotonic seconds of the last output */
+	long long	 last_checked;
+};
+
+static double
+mono_s(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+progress_draw(struct progress *p, const struct db_job *j)
+{
+	char	 eta[32] = "";
+	int	 pct = j->total > 0 ? (int)(100 * j->checked / j->total) : 100;
+	int	 fill = pct * 30 / 100;
+	double	 elapsed = (j->finished ? j->finished_at : j->now) - j->started_at;
+	double	 rate = j->started_at > 0 && elapsed > 0 ?
+		    (double)j->checked / elapsed : 0;
+
+	if (rate > 0 && !j->finished)
+		snprintf(eta, sizeof(eta), ", %.0fs left",
+		    (double)(j->total - j->checked) / rate);
+	if (p->tty)
+		fprintf(stderr, "\r[%.*s%*s] %lld/%lld %3d%% %.0f/s%s\033[K",
+		    fill, "##############################", 30 - fill, "",
+		    j->checked, j->total, pct, rate, eta);
+	else
+		fprintf(stderr, "check: job %lld: %lld/%lld checked (%d%%), "
+		    "%.0f/s%s\n", j->id, j->checked, j->total, pct, rate, eta);
+	fflush(stderr);
+}
+
+/* After each batch: at most 5 bars or 1 line a second. */
+static void
+progress_batch(void *arg)
+{
+	struct progress	*p = arg;
+	struct db_job	 j;
+	double		 now = mono_s();
+
+	if (now - p->last < (p->tty ? 0.2 : 1.0) ||
+	    db_job_get(p->db, p->id, &j) != DB_OK || j.checked == p->last_checked)
+		return;
+	p->last = now;
+	p->last_checked = j.checked;
+	progress_draw(p, &j);
+}
+
+/*
+ * Creates a check job over every connected or degraded org and works on it
+ * (with any sfconnectd checker) until it is finished.
+ */
+static int
+check_all(struct app *app)
+{
+	struct progress	 p = { .db = app->db, .tty = isatty(STDERR_FILENO) == 1 };
+	struct lc_counts counts = { .checked = 0 };
+	struct db_job	 j;
+	long long	 total;
+	bool		 finished = false;
+	int		 batches, rc;
+
+	if ((rc = report_db("check", db_job_create(app->db, LC_ROUTINE_CHECK, 0,
+	    "sfconnect-admin", &p.id, &total))) != 0)
+		return rc;
+	while (!finished) {
+		if ((rc = report_db("check", lc_job_work(app, p.id,
+		    progress_batch, &p, &batches, &finished))) != 0)
+			return rc;
+		if (!finished && batches == 0) {
+			progress_batch(&p);	/* rows held by another process */
+			usleep(200 * 1000);
+		}
+	}
+	if ((rc = report_db("check", db_job_get(app->db, p.id, &j))) != 0)
+		return rc;
+	if (p.tty || p.last_checked != j.checked)
+		progress_draw(&p, &j);
+	if (p.tty)
+		fputc('\n', stderr);
+	counts.checked = (int)j.checked;
+	counts.connected = (int)j.connected;
+	counts.degraded = (int)j.degraded;
+	counts.invalid = (int)j.invalid;
+	return report_check("all", &counts);
+}
+
 /* Refreshes one org, or every connected or degraded one, now. */
 static int
 cmd_check(struct db *db, int argc, char **argv)
 {
 	struct app		 app = { .cfg = loaded_cfg, .db = db };
-	struct lc_counts	 counts = { .checked = 0 };
 	char			 err[512];
 	int			 rc = 1;
 
@@ -338,9 +435,8 @@ cmd_check(struct db *db, int argc, char **argv)
 		goto out;
 	if (argc == 2)
 		rc = check_org(&app, argv[1]);
-	else if (report_db("check", lc_check_due(&app,
-	    LC_ROUTINE_CHECK, 0, false, "sfconnect-admin", &counts)) == 0)
-		rc = report_check("all", &counts);
+	else
+		rc = check_all(&app);
 out:
 	sf_free(app.sf);
 	keyring_free(app.keyring);

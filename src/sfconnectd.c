@@ -51,7 +51,8 @@
 #define CHILD_CHECKER	(-1)	/* spawn_worker's listen_fd for the checker */
 #define CHILD_WEBHOOKS	(-2)	/* and for the webhook deliverer */
 #define WEBHOOK_POLL_MS	1000	/* a look for due retries at least this often */
-#define WEBHOOK_MIN_WAIT_MS 20	/* due but claimed elsewhere: no busy loop */
+#define WEBHOOK_MIN_WAIT_MS 20
+#define JOB_POLL_MS	100	/* while a check job runs */	/* due but claimed elsewhere: no busy loop */
 
 static volatile sig_atomic_t	 stop_requested;
 static volatile sig_atomic_t	 child_exited;
@@ -174,6 +175,59 @@ checker_tick(const struct cfg *cfg)
 	return (unsigned)(tick < 1 ? 1 : tick > 60 ? 60 : tick);
 }
 
+/* One round of the routine checks (every tick). */
+static void
+routine_checks(struct app *app)
+{
+	struct lc_counts	 counts;
+
+	memset(&counts, 0, sizeof(counts));
+	if (db_ensure(app->db) == DB_OK &&
+	    lc_check_due(app, LC_ROUTINE_CHECK,
+	    app->cfg->check_interval_s, true, "background-check",
+	    &counts) == DB_OK && counts.checked > 0)
+		log_info("checked", "%d checked: %d connected, %d degraded, "
+		    "%d invalid", counts.checked, counts.connected,
+		    counts.degraded, counts.invalid);
+	memset(&counts, 0, sizeof(counts));
+	if (db_ensure(app->db) == DB_OK &&
+	    lc_recheck_invalid(app, "background-recheck", &counts) ==
+	    DB_OK && counts.checked > 0)
+		log_info("rechecked", "%d invalid re-checked: %d connected "
+		    "again", counts.checked, counts.connected);
+	(void)db_housekeeping(app->db, app->cfg->audit_retention_days);
+}
+
+/* true when a SIGTERM or SIGINT waits, blocked while the checker works. */
+static bool
+term_pending(void)
+{
+	sigset_t	 pending;
+
+	return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 ||
+	    sigismember(&pending, SIGINT) == 1);
+}
+
+/*
+ * Works on the running check jobs (docs/API.md, "Check jobs") while one
+ * has rows to claim here. true while a job runs (its last rows may be
+ * held by another process): the checker then looks again soon.
+ */
+static bool
+work_jobs(struct app *app)
+{
+	bool	 finished = false;
+	int	 batches, rc;
+
+	do {
+		if (db_ensure(app->db) != DB_OK)
+			return false;
+		rc = lc_job_work(app, 0, NULL, NULL, &batches, &finished);
+	} while (rc == DB_OK && (batches > 0 || finished) && !stop_requested &&
+	    !term_pending());
+	return rc == DB_OK;
+}
+
 /*
  * The background checker: refreshes every connected org at least once per
  * check_interval_s, and retries degraded ones when their backoff is over.
@@ -183,9 +237,10 @@ checker_tick(const struct cfg *cfg)
 static int
 checker_main(struct app *app)
 {
-	struct lc_counts	 counts;
 	sigset_t		 term, none;
 	unsigned		 tick = checker_tick(app->cfg);
+	time_t			 next_routine = 0;
+	bool			 busy;
 
 	set_handler(SIGTERM, on_stop);
 	set_handler(SIGINT, on_stop);
@@ -202,24 +257,18 @@ checker_main(struct app *app)
 	log_info("checker_started", "background check every %lds",
 	    app->cfg->check_interval_s);
 	while (!stop_requested) {
-		memset(&counts, 0, sizeof(counts));
-		if (db_ensure(app->db) == DB_OK &&
-		    lc_check_due(app, LC_ROUTINE_CHECK,
-		    app->cfg->check_interval_s, true, "background-check",
-		    &counts) == DB_OK && counts.checked > 0)
-			log_info("checked", "%d checked: %d connected, %d degraded, "
-			    "%d invalid", counts.checked, counts.connected,
-			    counts.degraded, counts.invalid);
-		memset(&counts, 0, sizeof(counts));
-		if (db_ensure(app->db) == DB_OK &&
-		    lc_recheck_invalid(app, "background-recheck", &counts) ==
-		    DB_OK && counts.checked > 0)
-			log_info("rechecked", "%d invalid re-checked: %d connected "
-			    "again", counts.checked, counts.connected);
-		(void)db_housekeeping(app->db, app->cfg->audit_retention_days);
+		if (time(NULL) >= next_routine) {
+			routine_checks(app);
+			next_routine = time(NULL) + (time_t)tick;
+		}
+		busy = work_jobs(app);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (!stop_requested)
-			sleep(tick);	/* a SIGTERM cuts it short */
+		if (!stop_requested) {
+			if (busy)
+				usleep(JOB_POLL_MS * 1000);	/* a SIGTERM cuts it short */
+			else
+				sleep(1);
+		}
 		sigprocmask(SIG_SETMASK, &term, NULL);
 	}
 	sf_free(app->sf);

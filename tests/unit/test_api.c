@@ -983,6 +983,24 @@ test_roles(void **state)
 	}
 }
 
+/* RFC 7240 Prefer: respond-async alone, in a list, with parameters; nothing else. */
+static void
+test_prefer_async(void **state)
+{
+	(void)state;
+	assert_true(api_prefer_async("respond-async"));
+	assert_true(api_prefer_async("Respond-Async"));
+	assert_true(api_prefer_async("wait=5, respond-async"));
+	assert_true(api_prefer_async(" respond-async ; foo=1"));
+	assert_true(api_prefer_async("handling=lenient,respond-async"));
+	assert_false(api_prefer_async(""));
+	assert_false(api_prefer_async("respond-async=yes"));
+	assert_false(api_prefer_async("respond-asyncx"));
+	assert_false(api_prefer_async("x-respond-async"));
+	assert_false(api_prefer_async("wait=respond-async"));
+	assert_false(api_prefer_async(";;,,"));
+}
+
 int
 main(void)
 {
@@ -1011,6 +1029,7 @@ main(void)
 		cmocka_unit_test(test_slug_ok),
 		cmocka_unit_test(test_integ_status_names),
 		cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_prefer_async),
 	};
 
 	return cmocka_run_group_tests(tests, setup_app, NULL);

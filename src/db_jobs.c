@@ -1,0 +1,144 @@
+/* The store of check jobs: see db_jobs.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db_internal.h"
+#include "db_jobs.h"
+
+/* The PostgreSQL array literal of set ("{connected,degraded}") into out. */
+static void
+job_status_array(integ_status_set set, char *out, size_t outlen)
+{
+	size_t	 len;
+
+	snprintf(out, outlen, "{");
+	for (int st = 0; st < INTEG__MAX; st++) {
+		if ((set & INTEG_SET(st)) == 0)
+			continue;
+		len = strlen(out);
+		snprintf(out + len, outlen - len, "%s%s", len > 1 ? "," : "",
+		    db_pg_status[st]);
+	}
+	len = strlen(out);
+	snprintf(out + len, outlen - len, "}");
+}
+
+enum db_rc
+db_job_create(struct db *db, integ_status_set statuses, double older_than_s,
+    const char *actor, long long *id, long long *total)
+{
+	char		 array[64], set[16], older[32];
+	const char	*params[4] = { array, set, older, actor };
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	job_status_array(statuses, array, sizeof(array));
+	snprintf(set, sizeof(set), "%u", statuses);
+	snprintf(older, sizeof(older), "%.3f", older_than_s);
+	if ((rc = dbi_run(db, ST_JOB_CREATE, 4, params, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_ERROR;
+	else {
+		*id = dbi_ll_col(res, 0, 0);
+		*total = dbi_ll_col(res, 0, 1);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static enum db_rc
+run_id(struct db *db, enum stmt st, long long id, PGresult **res)
+{
+	char		 ids[24];
+	const char	*params[1] = { ids };
+
+	snprintf(ids, sizeof(ids), "%lld", id);
+	return dbi_run(db, st, 1, params, res);
+}
+
+enum db_rc
+db_job_work(struct db *db, long long id, struct db_job_work *w)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	memset(w, 0, sizeof(*w));
+	if ((rc = run_id(db, ST_JOB_WORK, id, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_NOTFOUND;
+	else {
+		w->id = dbi_ll_col(res, 0, 0);
+		w->statuses = (integ_status_set)dbi_ll_col(res, 0, 1);
+		dbi_copy_col(res, 0, 2, w->cutoff, sizeof(w->cutoff));
+		dbi_copy_col(res, 0, 3, w->actor, sizeof(w->actor));
+	}
+	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_job_started(struct db *db, long long id)
+{
+	char		 ids[24];
+	const char	*params[1] = { ids };
+
+	snprintf(ids, sizeof(ids), "%lld", id);
+	return dbi_run_discard(db, ST_JOB_STARTED, 1, params);
+}
+
+enum db_rc
+db_job_finish(struct db *db, long long id, bool *finished)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	*finished = false;
+	if ((rc = run_id(db, ST_JOB_FINISH, id, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_ERROR;
+	else
+		*finished = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return rc;
+}
+
+static double
+epoch_col(const PGresult *res, int col)
+{
+	const char	*v = PQgetvalue(res, 0, col);
+
+	return v[0] == '\0' ? 0 : strtod(v, NULL);
+}
+
+enum db_rc
+db_job_get(struct db *db, long long id, struct db_job *job)
+{
+	PGresult	*res;
+	enum db_rc	 rc;
+
+	memset(job, 0, sizeof(*job));
+	if ((rc = run_id(db, ST_JOB_GET, id, &res)) != DB_OK)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = DB_NOTFOUND;
+	else {
+		job->id = dbi_ll_col(res, 0, 0);
+		job->finished = strcmp(PQgetvalue(res, 0, 1), "finished") == 0;
+		job->total = dbi_ll_col(res, 0, 2);
+		job->checked = dbi_ll_col(res, 0, 3);
+		job->connected = dbi_ll_col(res, 0, 4);
+		job->degraded = dbi_ll_col(res, 0, 5);
+		job->invalid = dbi_ll_col(res, 0, 6);
+		job->created_at = epoch_col(res, 7);
+		job->started_at = epoch_col(res, 8);
+		job->finished_at = epoch_col(res, 9);
+		job->now = epoch_col(res, 10);
+		dbi_copy_col(res, 0, 11, job->actor, sizeof(job->actor));
+	}
+	PQclear(res);
+	return rc;
+}
