@@ -446,3 +446,12 @@ db_schema_check(struct db *db, char *err, size_t errlen)
 	return DB_OK;
 }
 
+enum db_rc
+dbi_run_id(struct db *db, enum stmt st, long long id, PGresult **res)
+{
+	char		 ids[24];
+	const char	*params[1] = { ids };
+
+	snprintf(ids, sizeof(ids), "%lld", id);
+	return dbi_run(db, st, 1, params, res);
+}

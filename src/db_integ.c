@@ -29,8 +29,8 @@ pg_status_parse(const char *text, enum integ_status *status)
 }
 
 /* The PostgreSQL array literal of set ("{connected,degraded}") into out. */
-static void
-pg_status_array(integ_status_set set, char *out, size_t outlen)
+void
+dbi_status_array(integ_status_set set, char *out, size_t outlen)
 {
 	size_t	 len;
 
@@ -142,13 +142,10 @@ static enum db_rc
 integration_by_id(struct db *db, enum stmt st, long long org_id,
     struct integration *integ)
 {
-	char		 id[24];
-	const char	*param = id;
 	PGresult	*res;
 	enum db_rc	 rc;
 
-	snprintf(id, sizeof(id), "%lld", org_id);
-	if ((rc = dbi_run(db, st, 1, &param, &res)) != DB_OK)
+	if ((rc = dbi_run_id(db, st, org_id, &res)) != DB_OK)
 		return rc;
 	rc = load_single_integration(res, integ);
 	PQclear(res);
@@ -262,7 +259,7 @@ db_integration_claim(struct db *db, integ_status_set statuses,
 	enum db_rc	 rc;
 
 	*n = 0;
-	pg_status_array(statuses, array, sizeof(array));
+	dbi_status_array(statuses, array, sizeof(array));
 	snprintf(lim, sizeof(lim), "%d", limit);
 	if ((rc = dbi_run(db, ST_INTEG_CLAIM, 4, params, &res)) != DB_OK)
 		return rc;

@@ -85,6 +85,12 @@ struct db {
  */
 enum db_rc	 dbi_run(struct db *db, enum stmt st, int n,
 		    const char *const *params, PGresult **res);
+/* dbi_run with one parameter, the id. */
+enum db_rc	 dbi_run_id(struct db *db, enum stmt st, long long id,
+		    PGresult **res);
+/* The PostgreSQL array literal of set ("{connected,degraded}") into out. */
+void		 dbi_status_array(integ_status_set set, char *out,
+		    size_t outlen);
 /* Runs a statement whose rows, if any, nobody reads. A db_rc. */
 enum db_rc	 dbi_run_discard(struct db *db, enum stmt st, int n,
 		    const char *const *params);

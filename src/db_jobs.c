@@ -6,24 +6,6 @@
 #include "db_internal.h"
 #include "db_jobs.h"
 
-/* The PostgreSQL array literal of set ("{connected,degraded}") into out. */
-static void
-job_status_array(integ_status_set set, char *out, size_t outlen)
-{
-	size_t	 len;
-
-	snprintf(out, outlen, "{");
-	for (int st = 0; st < INTEG__MAX; st++) {
-		if ((set & INTEG_SET(st)) == 0)
-			continue;
-		len = strlen(out);
-		snprintf(out + len, outlen - len, "%s%s", len > 1 ? "," : "",
-		    db_pg_status[st]);
-	}
-	len = strlen(out);
-	snprintf(out + len, outlen - len, "}");
-}
-
 enum db_rc
 db_job_create(struct db *db, integ_status_set statuses, double older_than_s,
     const char *actor, long long *id, long long *total)
@@ -33,7 +15,7 @@ db_job_create(struct db *db, integ_status_set statuses, double older_than_s,
 	PGresult	*res;
 	enum db_rc	 rc;
 
-	job_status_array(statuses, array, sizeof(array));
+	dbi_status_array(statuses, array, sizeof(array));
 	snprintf(set, sizeof(set), "%u", statuses);
 	snprintf(older, sizeof(older), "%.3f", older_than_s);
 	if ((rc = dbi_run(db, ST_JOB_CREATE, 4, params, &res)) != DB_OK)
@@ -48,16 +30,6 @@ db_job_create(struct db *db, integ_status_set statuses, double older_than_s,
 	return rc;
 }
 
-static enum db_rc
-run_id(struct db *db, enum stmt st, long long id, PGresult **res)
-{
-	char		 ids[24];
-	const char	*params[1] = { ids };
-
-	snprintf(ids, sizeof(ids), "%lld", id);
-	return dbi_run(db, st, 1, params, res);
-}
-
 enum db_rc
 db_job_work(struct db *db, long long id, struct db_job_work *w)
 {
@@ -65,7 +37,7 @@ db_job_work(struct db *db, long long id, struct db_job_work *w)
 	enum db_rc	 rc;
 
 	memset(w, 0, sizeof(*w));
-	if ((rc = run_id(db, ST_JOB_WORK, id, &res)) != DB_OK)
+	if ((rc = dbi_run_id(db, ST_JOB_WORK, id, &res)) != DB_OK)
 		return rc;
 	if (PQntuples(res) != 1)
 		rc = DB_NOTFOUND;
@@ -82,11 +54,12 @@ db_job_work(struct db *db, long long id, struct db_job_work *w)
 enum db_rc
 db_job_started(struct db *db, long long id)
 {
-	char		 ids[24];
-	const char	*params[1] = { ids };
+	PGresult	*res;
+	enum db_rc	 rc = dbi_run_id(db, ST_JOB_STARTED, id, &res);
 
-	snprintf(ids, sizeof(ids), "%lld", id);
-	return dbi_run_discard(db, ST_JOB_STARTED, 1, params);
+	if (rc == DB_OK)
+		PQclear(res);
+	return rc;
 }
 
 enum db_rc
@@ -96,7 +69,7 @@ db_job_finish(struct db *db, long long id, bool *finished)
 	enum db_rc	 rc;
 
 	*finished = false;
-	if ((rc = run_id(db, ST_JOB_FINISH, id, &res)) != DB_OK)
+	if ((rc = dbi_run_id(db, ST_JOB_FINISH, id, &res)) != DB_OK)
 		return rc;
 	if (PQntuples(res) != 1)
 		rc = DB_ERROR;
@@ -121,7 +94,7 @@ db_job_get(struct db *db, long long id, struct db_job *job)
 	enum db_rc	 rc;
 
 	memset(job, 0, sizeof(*job));
-	if ((rc = run_id(db, ST_JOB_GET, id, &res)) != DB_OK)
+	if ((rc = dbi_run_id(db, ST_JOB_GET, id, &res)) != DB_OK)
 		return rc;
 	if (PQntuples(res) != 1)
 		rc = DB_NOTFOUND;
