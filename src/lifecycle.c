@@ -369,7 +369,6 @@ out:
 	db_integration_clear(&now);
 	return rc;
 }
-/* "token request is already being processed": the transient invalid_grant. */
 /* "token request is already being processed": the one transient invalid_grant. */
 bool
 lci_already_processing(const struct sf_refresh_job *job)

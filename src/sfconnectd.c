@@ -401,16 +401,17 @@ signal_all(const pid_t *pids, int n, int sig)
 
 /*
  * How long a stopping child may take: the longest request is a lock wait,
- * a refresh retried once, and the save of a rotated token whose first
- * write failed (a lock wait and LC_SAVE_BUDGET_MS of looks): a refresh in
- * flight must be written, a rotated token lost is a grant lost.
+ * a refresh grant retried once (refresh_timeout_ms each), the OrgID check
+ * (http_timeout_ms), and the save of a rotated token whose first write
+ * failed (LC_SAVE_BUDGET_MS of looks, the last one a lock wait): a refresh
+ * in flight must be written, a rotated token lost is a grant lost.
  */
 static time_t
 stop_grace_s(const struct cfg *cfg)
 {
-	time_t	 s = (time_t)((2 * cfg->http_timeout_ms +
-		    2 * cfg->refresh_lock_timeout_ms + LC_SAVE_BUDGET_MS) /
-		    1000) + 10;
+	time_t	 s = (time_t)((2 * cfg->refresh_timeout_ms +
+		    cfg->http_timeout_ms + 2 * cfg->refresh_lock_timeout_ms +
+		    LC_SAVE_BUDGET_MS) / 1000) + 10;
 
 	return s > STOP_GRACE_MIN_S ? s : STOP_GRACE_MIN_S;
 }

@@ -349,6 +349,67 @@ class LockHoldTest(unittest.TestCase):
         s.assert_grant_invariant()
 
 
+class StopGraceTest(unittest.TestCase):
+    """SIGTERM while a refresh is in flight: the worker must be given the
+    whole refresh path (refresh_timeout_ms, not http_timeout_ms, plus the
+    lock waits and the save budget) before SIGKILL, or a rotated refresh
+    token Salesforce has already issued is lost with the worker."""
+
+    SLOW_MS = 34000     # past a 30 s grace, within refresh_timeout_ms
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(workers=2, config={"http_timeout_ms": 1000,
+                                             "refresh_lock_timeout_ms": 1000,
+                                             "refresh_timeout_ms": 45000})
+        cls.stack.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def test_sigterm_during_a_slow_rotating_refresh_keeps_the_grant(self):
+        s = self.stack
+        s.create_org("grace")
+        admin = s.create_key("grace", "admin")
+        service = s.create_key("grace", "service")
+        s.fakesf("POST", "config", {"org_id": "new", "user_id": "new", "rotation": True})
+        st, headers, body = s.connect_org("grace", admin)
+        self.assertEqual(st, 303, body)
+        s.fakesf("POST", "fault", {"endpoint": "token_refresh", "kind": "delay",
+                                   "delay_ms": self.SLOW_MS})
+        answer = {}
+        client = threading.Thread(target=lambda: answer.update(r=s.request(
+            "GET", SF.format("grace") + "/token?force_refresh=1&generation=1", key=service,
+            timeout=90)))
+        client.start()
+        deadline = time.monotonic() + 20
+        while (s.fakesf("GET", "counts")["token_refresh"] == 0
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        self.assertEqual(s.fakesf("GET", "counts")["token_refresh"], 1,
+                         "the forced refresh never reached the simulator")
+        daemon = s.daemon.proc
+        daemon.send_signal(signal.SIGTERM)      # the supervisor we started
+        try:
+            code = daemon.wait(150)
+        finally:
+            client.join(100)
+        st, _, body = answer["r"]
+        self.assertEqual(st, 200, f"the refresh in flight was cut short: {body}")
+        self.assertEqual(code, 0)
+        s.daemon.stop()
+        s.daemon.start()
+        s.wait_healthy()
+        s.assert_grant_invariant()
+        generation = answer["r"][2]["token_generation"]
+        st, _, body = s.request("GET", SF.format("grace") +
+                                f"/token?force_refresh=1&generation={generation}",
+                                key=service)
+        self.assertEqual(st, 200, f"the stored refresh token was superseded: {body}")
+        self.assertEqual(s.fakesf("GET", "counts")["token_refresh"], 2)
+
+
 class ZProcessFaultTest(unittest.TestCase):
     def test_supervisor_kill9_leaves_no_orphans(self):
         """kill -9 of the supervisor: its workers and checker are gone within
