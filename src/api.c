@@ -245,14 +245,48 @@ api_db_error(struct ctx *c, int rc)
 	api_error(c, 500, "internal", "internal error");
 }
 
+/* 0 when every member of root is one of fields, else -1 after a 400. */
+static int
+body_members_known(struct ctx *c, const cJSON *root,
+    const struct api_field *fields)
+{
+	for (const cJSON *m = root->child; m != NULL; m = m->next) {
+		size_t i;
+
+		for (i = 0; fields[i].name != NULL; i++)
+			if (strcmp(m->string, fields[i].name) == 0)
+				break;
+		if (fields[i].name == NULL) {
+			api_error(c, 400, "bad_request", "unknown field \"%.64s\"",
+			    m->string);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Reads the string members of fields from root: 0, or -1 after a 400. */
+static int
+body_strings(struct ctx *c, const cJSON *root, const struct api_field *fields)
+{
+	for (size_t i = 0; fields[i].name != NULL; i++)
+		if (fields[i].str != NULL && api_str(c, root, fields[i].name,
+		    fields[i].maxlen, fields[i].str) == -1)
+			return -1;
+	return 0;
+}
+
 int
-api_body(struct ctx *c, const char *const *allowed, cJSON **out)
+api_body(struct ctx *c, const struct api_field *fields, cJSON **out)
 {
 	const char	*data = c->req->body.data, *end = NULL;
 	size_t		 len = c->req->body.len;
 	cJSON		*root;
 
 	*out = NULL;
+	for (size_t i = 0; fields[i].name != NULL; i++)
+		if (fields[i].str != NULL)
+			*fields[i].str = NULL;
 	if (len == 0)
 		return 0;
 	root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
@@ -264,18 +298,10 @@ api_body(struct ctx *c, const char *const *allowed, cJSON **out)
 		api_error(c, 400, "bad_request", "the body must be a JSON object");
 		return -1;
 	}
-	for (const cJSON *m = root->child; m != NULL; m = m->next) {
-		size_t i;
-
-		for (i = 0; allowed[i] != NULL; i++)
-			if (strcmp(m->string, allowed[i]) == 0)
-				break;
-		if (allowed[i] == NULL) {
-			api_error(c, 400, "bad_request", "unknown field \"%.64s\"",
-			    m->string);
-			cJSON_Delete(root);
-			return -1;
-		}
+	if (body_members_known(c, root, fields) == -1 ||
+	    body_strings(c, root, fields) == -1) {
+		cJSON_Delete(root);
+		return -1;
 	}
 	*out = root;
 	return 0;
@@ -415,19 +441,21 @@ role_allows(enum role have, enum role need)
 	return 0;
 }
 
-/*
- * 0 when a lookup's rc is DB_OK; else -1 after answering: status with code
- * and msg when nothing was found, the database error otherwise.
- */
-static int
-lookup_answer(struct ctx *c, int rc, int status, const char *code,
-    const char *msg)
+int
+api_found(struct ctx *c, int rc, int status, const char *code,
+    const char *fmt, ...)
 {
+	char	 msg[512];
+	va_list	 ap;
+
 	if (rc == DB_OK)
 		return 0;
-	if (rc == DB_NOTFOUND)
+	if (rc == DB_NOTFOUND) {
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
 		api_error(c, status, code, "%s", msg);
-	else
+	} else
 		api_db_error(c, rc);
 	return -1;
 }
@@ -454,7 +482,7 @@ authenticate(struct ctx *c, const char *slug, bool want_integ,
 	rc = db_auth_lookup(c->app->db, hash, slug, want_integ, a);
 	if (rc == DB_OK)
 		c->who = a->who;
-	return lookup_answer(c, rc, 401, "unauthorized", "the API key is not "
+	return api_found(c, rc, 401, "unauthorized", "the API key is not "
 	    "valid");
 }
 

@@ -54,14 +54,30 @@ void	api_error(struct ctx *c, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Maps a db_rc failure to 503/500. */
 void	api_db_error(struct ctx *c, int rc);
+/*
+ * 0 when a lookup's db_rc is DB_OK; else -1 after answering: status with
+ * code and the message when nothing was found, api_db_error otherwise.
+ */
+int	api_found(struct ctx *c, int rc, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Answers 200 with the status object of c->org (or the db error). */
 void	api_status_reply(struct ctx *c);
 /*
- * Parses the JSON object body into *out (NULL when there is no body).
- * allowed lists the accepted member names (NULL-terminated). Returns 0, or
- * -1 after writing a 400.
+ * One accepted member of a JSON body. With str, a string of at most maxlen
+ * characters that api_body reads into *str (NULL when absent or null);
+ * without, the handler reads it.
  */
-int	api_body(struct ctx *c, const char *const *allowed, cJSON **out);
+struct api_field {
+	const char	 *name;
+	size_t		  maxlen;
+	const char	**str;
+};
+/*
+ * Parses the JSON object body into *out (NULL when there is no body) and
+ * reads its string members. fields lists the accepted members, up to one
+ * with a NULL name. Returns 0, or -1 after writing a 400 (*out NULL).
+ */
+int	api_body(struct ctx *c, const struct api_field *fields, cJSON **out);
 /*
  * Optional string member of obj: *out stays NULL when absent or null.
  * -1 after writing a 400 when not a string or longer than maxlen.

@@ -20,17 +20,15 @@ org_object(const struct org *org)
 void
 h_admin_org_create(struct ctx *c)
 {
-	static const char *const fields[] = { "slug", "name", NULL };
-	cJSON		*body;
 	const char	*slug, *name;
+	const struct api_field fields[] = { { "slug", 63, &slug },
+		{ "name", 200, &name }, { NULL, 0, NULL } };
+	cJSON		*body;
 	struct org	 org;
 	int		 rc;
 
 	if (api_body(c, fields, &body) == -1)
 		return;
-	if (api_str(c, body, "slug", 63, &slug) == -1 ||
-	    api_str(c, body, "name", 200, &name) == -1)
-		goto out;
 	if (slug == NULL || !slug_ok(slug)) {
 		api_error(c, 400, "bad_request",
 		    "slug is required: 1 to 63 of a-z, 0-9 and -");
@@ -71,18 +69,16 @@ h_admin_org_list(struct ctx *c)
 void
 h_admin_key_create(struct ctx *c)
 {
-	static const char *const fields[] = { "role", "label", NULL };
-	cJSON		*body, *o;
 	const char	*role_text, *label;
+	const struct api_field fields[] = { { "role", 16, &role_text },
+		{ "label", 120, &label }, { NULL, 0, NULL } };
+	cJSON		*body, *o;
 	enum role	 role;
 	struct new_key	 key;
 	int		 rc;
 
 	if (api_body(c, fields, &body) == -1)
 		return;
-	if (api_str(c, body, "role", 16, &role_text) == -1 ||
-	    api_str(c, body, "label", 120, &label) == -1)
-		goto out;
 	if (role_text == NULL || role_parse(role_text, &role) == -1 ||
 	    role == ROLE_OPERATOR) {
 		api_error(c, 400, "bad_request",
@@ -142,14 +138,8 @@ h_admin_key_revoke(struct ctx *c)
 	int	 rc;
 
 	rc = db_key_revoke(c->app->db, c->param_id);
-	if (rc == DB_NOTFOUND) {
-		api_error(c, 404, "not_found", "no key %s", c->param_id);
+	if (api_found(c, rc, 404, "not_found", "no key %s", c->param_id) == -1)
 		return;
-	}
-	if (rc != DB_OK) {
-		api_db_error(c, rc);
-		return;
-	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "id", c->param_id);
 	cJSON_AddBoolToObject(o, "revoked", 1);

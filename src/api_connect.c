@@ -63,14 +63,12 @@ static int
 connect_body(struct ctx *c, const char **environment, const char **my_domain,
     const char **return_to, bool *allow_change, cJSON **body)
 {
-	static const char *const fields[] = { "environment", "my_domain",
-	    "return_to", "allow_org_change", NULL };
+	const struct api_field fields[] = { { "environment", 16, environment },
+		{ "my_domain", 260, my_domain },
+		{ "return_to", MAX_RETURN_TO, return_to },
+		{ "allow_org_change", 0, NULL }, { NULL, 0, NULL } };
 
-	if (api_body(c, fields, body) == -1)
-		return -1;
-	if (api_str(c, *body, "environment", 16, environment) == -1 ||
-	    api_str(c, *body, "my_domain", 260, my_domain) == -1 ||
-	    api_str(c, *body, "return_to", MAX_RETURN_TO, return_to) == -1 ||
+	if (api_body(c, fields, body) == -1 ||
 	    api_bool(c, *body, "allow_org_change", allow_change) == -1)
 		return -1;
 	if (*environment == NULL)
@@ -330,15 +328,9 @@ h_oauth_start(struct ctx *c)
 	crypto_sha256_hex(nonce, strlen(nonce), nonce_hash);
 	rc = db_state_start(c->app->db, start_hash, nonce_hash, state_hash,
 	    &url_enc, &ttl_s);
-	if (rc == DB_NOTFOUND) {
-		api_error(c, 400, "invalid_state", "the start link is unknown, "
-		    "expired or already used: start the connection again");
+	if (api_found(c, rc, 400, "invalid_state", "the start link is "
+	    "unknown, expired or already used: start the connection again") == -1)
 		goto out;
-	}
-	if (rc != DB_OK) {
-		api_db_error(c, rc);
-		goto out;
-	}
 	snprintf(aad, sizeof(aad), "state:%s:authorize_url", state_hash);
 	if ((url = keyring_open(c->app->keyring, aad, url_enc)) == NULL) {
 		api_error(c, 500, "internal", "the start link could not be opened");
@@ -528,15 +520,9 @@ h_callback(struct ctx *c)
 	crypto_sha256_hex(state, strlen(state), state_hash);
 	bind_cookie(c, state_hash, NULL, 0);	/* cleared, whatever the outcome */
 	rc = db_state_consume(c->app->db, state_hash, &st);
-	if (rc == DB_NOTFOUND) {
-		api_error(c, 400, "invalid_state", "the state is unknown, "
-		    "expired or already used: start the connection again");
+	if (api_found(c, rc, 400, "invalid_state", "the state is unknown, "
+	    "expired or already used: start the connection again") == -1)
 		return;
-	}
-	if (rc != DB_OK) {
-		api_db_error(c, rc);
-		return;
-	}
 	snprintf(st.state_hash, sizeof(st.state_hash), "%s", state_hash);
 	if (c->app->cfg->connect_bind_browser &&
 	    !bind_cookie_ok(c->req->cookie, state_hash, st.nonce_hash)) {

@@ -118,14 +118,9 @@ h_admin_check_job(struct ctx *c)
 		return;
 	}
 	rc = db_job_get(c->app->db, id, &j);
-	if (rc == DB_NOTFOUND) {
-		api_error(c, 404, "not_found", "no check job %s", c->param_id);
+	if (api_found(c, rc, 404, "not_found", "no check job %s",
+	    c->param_id) == -1)
 		return;
-	}
-	if (rc != DB_OK) {
-		api_db_error(c, rc);
-		return;
-	}
 	if (!j.finished)
 		http_add_header(c->res, "Retry-After", "1");
 	api_json(c, 200, job_json(&j));

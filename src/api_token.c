@@ -142,12 +142,13 @@ run_job_here(struct app *app, long long id, struct db_job *job)
 void
 h_admin_check(struct ctx *c)
 {
-	static const char *const fields[] = { "status", "older_than_s", NULL };
+	const char		*status;
+	const struct api_field	 fields[] = { { "status", 16, &status },
+		{ "older_than_s", 0, NULL }, { NULL, 0, NULL } };
 	struct db_job		 job;
 	struct timespec		 t0, t1;
 	long long		 id, total;
 	bool			 async;
-	const char		*status;
 	enum integ_status	 one;
 	integ_status_set	 statuses;
 	const cJSON		*older;
@@ -158,8 +159,6 @@ h_admin_check(struct ctx *c)
 
 	if (api_body(c, fields, &body) == -1)
 		return;
-	if (api_str(c, body, "status", 16, &status) == -1)
-		goto out;
 	older = cJSON_GetObjectItemCaseSensitive(body, "older_than_s");
 	if (older != NULL && (!cJSON_IsNumber(older) || older->valuedouble < 0 ||
 	    older->valuedouble > 365.0 * 86400)) {

@@ -30,6 +30,16 @@ connect_db(const char *conninfo)
 	return PQconnectdbParams(keys, values, 1);
 }
 
+void
+db_close(struct db *db)
+{
+	if (db == NULL)
+		return;
+	PQfinish(db->conn);
+	free(db->conninfo);
+	free(db);
+}
+
 struct db *
 db_new(const char *conninfo)
 {
@@ -61,16 +71,6 @@ db_open(const char *conninfo, char *err, size_t errlen)
 		return NULL;
 	}
 	return db;
-}
-
-void
-db_close(struct db *db)
-{
-	if (db == NULL)
-		return;
-	PQfinish(db->conn);
-	free(db->conninfo);
-	free(db);
 }
 
 /*
@@ -454,4 +454,59 @@ dbi_run_id(struct db *db, enum stmt st, long long id, PGresult **res)
 
 	snprintf(ids, sizeof(ids), "%lld", id);
 	return dbi_run(db, st, 1, params, res);
+}
+
+/* rc, or DB_NOTFOUND with *res cleared when it holds not exactly one row. */
+static enum db_rc
+one_row(enum db_rc rc, PGresult **res)
+{
+	if (rc == DB_OK && PQntuples(*res) != 1) {
+		PQclear(*res);
+		*res = NULL;
+		rc = DB_NOTFOUND;
+	}
+	return rc;
+}
+
+enum db_rc
+dbi_run_row(struct db *db, enum stmt st, int n, const char *const *params,
+    PGresult **res)
+{
+	return one_row(dbi_run(db, st, n, params, res), res);
+}
+
+enum db_rc
+dbi_run_id_row(struct db *db, enum stmt st, long long id, PGresult **res)
+{
+	return one_row(dbi_run_id(db, st, id, res), res);
+}
+
+static enum db_rc
+load_one(enum db_rc rc, PGresult *res, dbi_load_fn load, void *out)
+{
+	if (rc == DB_OK) {
+		load(res, out);
+		PQclear(res);
+	}
+	return rc;
+}
+
+enum db_rc
+dbi_get(struct db *db, enum stmt st, int n, const char *const *params,
+    dbi_load_fn load, void *out)
+{
+	PGresult	*res = NULL;
+	enum db_rc	 rc = dbi_run_row(db, st, n, params, &res);
+
+	return load_one(rc, res, load, out);
+}
+
+enum db_rc
+dbi_get_id(struct db *db, enum stmt st, long long id, dbi_load_fn load,
+    void *out)
+{
+	PGresult	*res = NULL;
+	enum db_rc	 rc = dbi_run_id_row(db, st, id, &res);
+
+	return load_one(rc, res, load, out);
 }

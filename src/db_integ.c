@@ -293,14 +293,11 @@ db_integration_refreshed(struct db *db, long long org_id,
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(issued, sizeof(issued), "%lld", issued_at_ms);
 	snprintf(expected, sizeof(expected), "%lld", *generation);
-	if ((rc = dbi_run(db, ST_INTEG_REFRESHED, 7, params, &res)) != DB_OK)
+	if ((rc = dbi_run_row(db, ST_INTEG_REFRESHED, 7, params, &res)) != DB_OK)
 		return rc;
-	if (PQntuples(res) != 1)
-		rc = DB_NOTFOUND;
-	else
-		*generation = dbi_ll_col(res, 0, 0);
+	*generation = dbi_ll_col(res, 0, 0);
 	PQclear(res);
-	return rc;
+	return DB_OK;
 }
 
 enum db_rc
@@ -328,10 +325,8 @@ db_integration_rotated(struct db *db, long long org_id, const char *refresh_enc,
 
 	snprintf(id, sizeof(id), "%lld", org_id);
 	snprintf(expected, sizeof(expected), "%lld", generation);
-	if ((rc = dbi_run(db, ST_INTEG_ROTATED, 4, params, &res)) != DB_OK)
-		return rc;
-	rc = PQntuples(res) == 1 ? DB_OK : DB_NOTFOUND;
-	PQclear(res);
+	if ((rc = dbi_run_row(db, ST_INTEG_ROTATED, 4, params, &res)) == DB_OK)
+		PQclear(res);
 	return rc;
 }
 

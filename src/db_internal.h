@@ -88,6 +88,21 @@ enum db_rc	 dbi_run(struct db *db, enum stmt st, int n,
 /* dbi_run with one parameter, the id. */
 enum db_rc	 dbi_run_id(struct db *db, enum stmt st, long long id,
 		    PGresult **res);
+/*
+ * dbi_run and dbi_run_id for a statement that gives one row: DB_NOTFOUND
+ * (nothing to clear) when it gave none or several.
+ */
+enum db_rc	 dbi_run_row(struct db *db, enum stmt st, int n,
+		    const char *const *params, PGresult **res);
+enum db_rc	 dbi_run_id_row(struct db *db, enum stmt st, long long id,
+		    PGresult **res);
+/* Fills out from the one row of res. */
+typedef void	(*dbi_load_fn)(const PGresult *res, void *out);
+/* dbi_run_row and dbi_run_id_row, then load into out. A db_rc. */
+enum db_rc	 dbi_get(struct db *db, enum stmt st, int n,
+		    const char *const *params, dbi_load_fn load, void *out);
+enum db_rc	 dbi_get_id(struct db *db, enum stmt st, long long id,
+		    dbi_load_fn load, void *out);
 /* The PostgreSQL array literal of set ("{connected,degraded}") into out. */
 void		 dbi_status_array(integ_status_set set, char *out,
 		    size_t outlen);

@@ -27,39 +27,23 @@ load_org_at(const PGresult *res, int row, int col0, struct org *org)
 }
 
 static void
-load_org(const PGresult *res, int row, struct org *org)
+load_org(const PGresult *res, void *org)
 {
-	load_org_at(res, row, 0, org);
+	load_org_at(res, 0, 0, org);
 }
 
 enum db_rc
 db_org_get(struct db *db, const char *slug, struct org *org)
 {
-	PGresult	*res;
-	enum db_rc	 rc = dbi_run(db, ST_ORG_GET, 1, &slug, &res);
-
-	if (rc != DB_OK)
-		return rc;
-	if (PQntuples(res) == 1)
-		load_org(res, 0, org);
-	else
-		rc = DB_NOTFOUND;
-	PQclear(res);
-	return rc;
+	return dbi_get(db, ST_ORG_GET, 1, &slug, load_org, org);
 }
 
 enum db_rc
 db_org_create(struct db *db, const char *slug, const char *name, struct org *org)
 {
 	const char	*params[2] = { slug, name };
-	PGresult	*res;
-	enum db_rc	 rc = dbi_run(db, ST_ORG_CREATE, 2, params, &res);
 
-	if (rc != DB_OK)
-		return rc;
-	load_org(res, 0, org);
-	PQclear(res);
-	return DB_OK;
+	return dbi_get(db, ST_ORG_CREATE, 2, params, load_org, org);
 }
 
 enum db_rc
@@ -180,12 +164,10 @@ enum db_rc
 db_key_revoke(struct db *db, const char *id)
 {
 	PGresult	*res;
-	enum db_rc	 rc = dbi_run(db, ST_KEY_REVOKE, 1, &id, &res);
+	enum db_rc	 rc = dbi_run_row(db, ST_KEY_REVOKE, 1, &id, &res);
 
-	if (rc != DB_OK)
-		return rc;
-	rc = PQntuples(res) == 1 ? DB_OK : DB_NOTFOUND;
-	PQclear(res);
+	if (rc == DB_OK)
+		PQclear(res);
 	return rc;
 }
 

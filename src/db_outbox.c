@@ -85,14 +85,12 @@ db_outbox_record(struct db *db, const struct db_delivery *d,
 	snprintf(status, sizeof(status), "%ld", http_status);
 	snprintf(retry, sizeof(retry), "%.3f", retry_s);
 	snprintf(age, sizeof(age), "%ld", max_age_s);
-	if ((rc = dbi_run(db, ST_OUTBOX_RECORD, 7, params, &res)) != DB_OK)
+	/* DB_NOTFOUND: claimed again elsewhere meanwhile. */
+	if ((rc = dbi_run_row(db, ST_OUTBOX_RECORD, 7, params, &res)) != DB_OK)
 		return rc;
-	if (PQntuples(res) != 1)
-		rc = DB_NOTFOUND;	/* claimed again elsewhere meanwhile */
-	else
-		*failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
+	*failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
 	PQclear(res);
-	return rc;
+	return DB_OK;
 }
 
 enum db_rc

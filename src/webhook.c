@@ -70,6 +70,15 @@ webhook_signature(const char *secret, long long t, const char *body,
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
+void
+webhook_free(struct webhook *wh)
+{
+	if (wh == NULL)
+		return;
+	curl_easy_cleanup(wh->curl);
+	free(wh);
+}
+
 struct webhook *
 webhook_new(const struct cfg *cfg)
 {
@@ -84,15 +93,6 @@ webhook_new(const struct cfg *cfg)
 		return NULL;
 	}
 	return wh;
-}
-
-void
-webhook_free(struct webhook *wh)
-{
-	if (wh == NULL)
-		return;
-	curl_easy_cleanup(wh->curl);
-	free(wh);
 }
 
 /* Keeps the first bytes of the answer, reads (and drops) the rest. */

@@ -628,25 +628,32 @@ test_api_query_long(void **state)
 static void
 test_api_body(void **state)
 {
-	static const char *const allowed[] = { "slug", "name", NULL };
 	static const struct {
 		const char	*body;
 		int		 rc;
+		const char	*slug;
 	} t[] = {
-		{ "", 0 },
-		{ "{}", 0 },
-		{ "{\"slug\":\"acme\",\"name\":\"Acme\"}", 0 },
-		{ "{\"slug\":\"acme\",\"extra\":1}", -1 },
-		{ "[]", -1 },
-		{ "\"acme\"", -1 },
-		{ "null", -1 },
-		{ "{\"slug\":", -1 },
-		{ "not json", -1 },
+		{ "", 0, NULL },
+		{ "{}", 0, NULL },
+		{ "{\"slug\":\"acme\",\"name\":\"Acme\"}", 0, "acme" },
+		{ "{\"slug\":null,\"n\":1}", 0, NULL },
+		{ "{\"slug\":\"acme\",\"extra\":1}", -1, NULL },
+		{ "{\"slug\":7}", -1, NULL },
+		{ "{\"slug\":\"abcdefghi\"}", -1, NULL },	/* over 8 */
+		{ "{\"slug\":\"abcdefgh\"}", 0, "abcdefgh" },
+		{ "[]", -1, NULL },
+		{ "\"acme\"", -1, NULL },
+		{ "null", -1, NULL },
+		{ "{\"slug\":", -1, NULL },
+		{ "not json", -1, NULL },
 	};
 	struct http_request	 req;
 	struct http_response	 res;
 	struct ctx		 c;
 	cJSON			*obj;
+	const char		*slug;
+	const struct api_field	 fields[] = { { "slug", 8, &slug },
+		{ "name", 0, NULL }, { "n", 0, NULL }, { NULL, 0, NULL } };
 	size_t			 i;
 
 	(void)state;
@@ -654,13 +661,19 @@ test_api_body(void **state)
 		make_ctx(&c, &req, &res, "");
 		assert_int_equal(buf_puts(&req.body, t[i].body), 0);
 		obj = (cJSON *)1;
-		if (api_body(&c, allowed, &obj) != t[i].rc)
+		slug = "unset";
+		if (api_body(&c, fields, &obj) != t[i].rc)
 			fail_msg("body \"%s\": wrong result", t[i].body);
 		if (t[i].rc == -1) {
 			assert_null(obj);
 			assert_int_equal(res.status, 400);
-		} else
+		} else {
 			assert_int_equal(obj == NULL, t[i].body[0] == '\0');
+			if (t[i].slug == NULL)
+				assert_null(slug);
+			else
+				assert_string_equal(slug, t[i].slug);
+		}
 		cJSON_Delete(obj);
 		http_response_free(&res);
 		http_request_free(&req);
