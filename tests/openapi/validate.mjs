@@ -180,6 +180,13 @@ export function checkRecord(spec, rec) {
       }
     }
   }
+  const reqSchema = r.op?.requestBody?.content?.["application/json"]?.schema;
+  if (reqSchema && rec.status < 400 && (rec.request_body ?? "") !== "") {
+    let sent;
+    try { sent = JSON.parse(rec.request_body); } catch { sent = rec.request_body; }
+    problems.push(...spec.check(reqSchema, sent, "request body"));
+  } else if (r.op && !r.op.requestBody && rec.status < 400 && (rec.request_body ?? "") !== "")
+    problems.push("a request body was accepted where none is documented");
   if (r.op && rec.status < 400) {
     const params = spec.parameters(r.item, r.op).filter((p) => p.in === "query");
     for (const [name, value] of parseQuery(rec.path)) {
@@ -215,8 +222,8 @@ export function sourceRoutes(text = read("src/api.c")) {
   const table = text.match(/static const struct route routes\[\] = \{([\s\S]*?)\n\};/);
   if (!table) throw new Error("src/api.c: no route table found");
   const routes = [];
-  for (const m of table[1].matchAll(/\{\s*"([A-Z]+)",\s*([^,]+),\s*ROLE_/g))
-    routes.push({ method: m[1], pattern: strExpr(m[2]) });
+  for (const m of table[1].matchAll(/\{\s*"([A-Z]+)",\s*([^,]+),\s*ROLE_([A-Z]+)/g))
+    routes.push({ method: m[1], pattern: strExpr(m[2]), role: m[3].toLowerCase() });
   if (routes.length === 0) throw new Error("src/api.c: empty route table");
   return routes;
 }
@@ -277,6 +284,15 @@ function driftChecks(spec) {
     problems: missing.map((o) => `route ${o} not in docs/openapi.yaml`) });
   results.push({ label: "every operation of docs/openapi.yaml is a route of src/api.c",
     problems: extra.map((o) => `operation ${o} is no route of src/api.c`) });
+  const roleProblems = [];
+  for (const r of sourceRoutes()) {
+    const op = spec.doc.paths[r.pattern]?.[r.method.toLowerCase()];
+    if (!op) continue;
+    const open = Array.isArray(op.security) && op.security.length === 0;
+    if (op["x-role"] !== r.role) roleProblems.push(`${r.method} ${r.pattern}: x-role ${op["x-role"]}, src/api.c ROLE_${r.role.toUpperCase()}`);
+    if (open !== (r.role === "none")) roleProblems.push(`${r.method} ${r.pattern}: security ${open ? "[]" : "apiKey"} but ROLE_${r.role.toUpperCase()}`);
+  }
+  results.push({ label: "every operation's x-role and security are its route's role", problems: roleProblems });
   const enumCodes = new Set(spec.doc.components.schemas.ErrorCode.enum);
   const src = sourceErrorCodes();
   results.push({ label: `every error code of the sources (${src.size}) is in ErrorCode`,
@@ -380,6 +396,9 @@ export const SELFTESTS = [
     rec("GET", STATUS_PATH + "/token", 200, jsonHeaders(), { access_token: "x", instance_url: "https://a.my.salesforce.com",
       issued_at: "2026-01-01T00:00:00Z", salesforce_org_id: "00D000000000001AAA", token_generation: 1 })],
   ["a 503 without Retry-After is rejected", false, rec("GET", STATUS_PATH, 503, jsonHeaders(), err("service_unavailable"))],
+  ["an accepted request body with an undocumented member is rejected", false,
+    { ...rec("POST", "/api/v1/admin/orgs", 201, jsonHeaders(), { slug: "acme", name: "Acme", created_at: "2026-01-01T00:00:00Z" }),
+      request_body: JSON.stringify({ slug: "acme", colour: "red" }) }],
   ["a 303 with a body is rejected", false,
     rec("GET", "/api/v1/oauth/salesforce/callback?state=x", 303, jsonHeaders({ location: "/x", "cache-control": "no-store" }), "{}")],
 ];
@@ -395,9 +414,11 @@ function selfTests(spec) {
   const doc = structuredClone(spec.doc);
   delete doc.paths["/api/v1/orgs/{org}/banners"].get;
   doc.components.schemas.ErrorCode.enum = doc.components.schemas.ErrorCode.enum.filter((c) => c !== "conflict");
+  doc.paths["/api/v1/admin/keys"].get["x-role"] = "viewer";
   const drift = driftChecks(new Spec(doc)).flatMap((r) => r.problems);
-  results.push({ label: "self-test: the drift check notices a missing route and a missing error code",
-    problems: drift.some((p) => p.includes("/banners")) && drift.some((p) => p.includes("conflict")) ? [] :
+  results.push({ label: "self-test: the drift check notices a missing route, error code and a wrong role",
+    problems: drift.some((p) => p.includes("/banners")) && drift.some((p) => p.includes("conflict")) &&
+      drift.some((p) => p.includes("/api/v1/admin/keys: x-role viewer")) ? [] :
       [`drift check said: ${JSON.stringify(drift)}`] });
   return results;
 }
