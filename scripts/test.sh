@@ -252,8 +252,9 @@ stage "OpenAPI validation (docs/openapi.yaml, tests/openapi)"
 unset SFC_OPENAPI_RECORD
 O_LOG="$LOGDIR/openapi.log"
 o_rc=0
-if [ ! -d tests/openapi/node_modules/ajv ] || [ ! -d tests/openapi/node_modules/yaml ] ||
-    [ ! -d tests/openapi/node_modules/ajv-formats ]; then
+# npm ci again whenever the lock file is newer than what it installed.
+if [ ! -f tests/openapi/node_modules/.package-lock.json ] ||
+    [ tests/openapi/package-lock.json -nt tests/openapi/node_modules/.package-lock.json ]; then
 	(cd tests/openapi && npm ci --no-audit --no-fund) >"$LOGDIR/npm-openapi.log" 2>&1 ||
 	    { tail -n 20 "$LOGDIR/npm-openapi.log"; o_rc=1; }
 fi
