@@ -210,6 +210,12 @@ if [ -x scripts/fuzz.sh ]; then
 	add "$f_pass" "$f_fail"
 fi
 
+# ---------------------------------------------------------------- OpenAPI recording
+# The integration suite's request() records every response it receives here
+# (tests/integration/harness.py); the OpenAPI stage below validates them.
+export SFC_OPENAPI_RECORD="$LOGDIR/openapi-responses.jsonl"
+: >"$SFC_OPENAPI_RECORD"
+
 # ---------------------------------------------------------------- integration
 COUNTS="$LOGDIR/integration.counts"
 if [ -n "$USE_ASAN" ]; then
@@ -236,6 +242,42 @@ if [ "$i_rc" -ne 0 ] && [ "$i_fail" -eq 0 ]; then
 	i_fail=1
 fi
 add "$i_pass" "$i_fail"
+
+# ---------------------------------------------------------------- OpenAPI validation
+# docs/openapi.yaml against src/api.c (routes, error codes) and against every
+# response the integration suite received (ajv, JSON Schema 2020-12; pinned
+# by tests/openapi/package-lock.json). The whole suite must also have seen
+# every operation answer a 2xx; a -k run checks only what it recorded.
+stage "OpenAPI validation (docs/openapi.yaml, tests/openapi)"
+unset SFC_OPENAPI_RECORD
+O_LOG="$LOGDIR/openapi.log"
+o_rc=0
+# npm ci again whenever the lock file is newer than what it installed.
+if [ ! -f tests/openapi/node_modules/.package-lock.json ] ||
+    [ tests/openapi/package-lock.json -nt tests/openapi/node_modules/.package-lock.json ]; then
+	(cd tests/openapi && npm ci --no-audit --no-fund) >"$LOGDIR/npm-openapi.log" 2>&1 ||
+	    { tail -n 20 "$LOGDIR/npm-openapi.log"; o_rc=1; }
+fi
+if [ "$o_rc" -eq 0 ]; then
+	timeout -k 10 300 node tests/openapi/validate.mjs --selftest \
+	    --records "$LOGDIR/openapi-responses.jsonl" \
+	    ${SFC_INTEGRATION_ARGS:+--partial} >"$O_LOG" 2>&1
+	o_rc=$?
+fi
+o_pass=$(sed -n 's/^openapi: \([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$O_LOG" 2>/dev/null | tail -n 1)
+o_fail=$(sed -n 's/^openapi: [0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$O_LOG" 2>/dev/null | tail -n 1)
+o_pass=${o_pass:-0}
+o_fail=${o_fail:-0}
+if [ "$o_rc" -ne 0 ] && [ "$o_fail" -eq 0 ]; then
+	echo "FAILED: tests/openapi/validate.mjs exited $o_rc"
+	tail -n 20 "$O_LOG"
+	o_fail=1
+fi
+if [ "$o_fail" -ne 0 ]; then
+	grep -v '^ok - ' "$O_LOG" | head -n 80
+fi
+echo "openapi: $o_pass passed, $o_fail failed"
+add "$o_pass" "$o_fail"
 
 # ---------------------------------------------------------------- browser
 # The admin page in Debian's Chromium (playwright-core from npm, pinned by

@@ -402,6 +402,8 @@ callback_error(struct ctx *c, const struct outcome *out)
 {
 	cJSON	*root = cJSON_CreateObject(), *err;
 
+	if (out->json_status == 503)	/* as every 503 of docs/API.md */
+		http_add_header(c->res, "Retry-After", "2");
 	err = cJSON_AddObjectToObject(root, "error");
 	cJSON_AddStringToObject(err, "code", out->json_code);
 	cJSON_AddStringToObject(err, "message", out->message);

@@ -59,6 +59,28 @@ CLIENT_SECRET = "test-client-secret"
 IS_ROOT = os.geteuid() == 0
 
 
+# ---------------------------------------------------------------- OpenAPI recording
+# With SFC_OPENAPI_RECORD=FILE, request() appends each response it receives
+# to FILE as one JSON line (method, raw path, request body, status, headers,
+# body text); tests/openapi/validate.mjs checks them against docs/openapi.yaml.
+_RECORD_LOCK = threading.Lock()
+
+
+def _record_response(method, path, data, status, headers, text):
+    target = os.environ.get("SFC_OPENAPI_RECORD")
+    if not target:
+        return
+    line = json.dumps({"method": method, "path": path,
+                       "request_body": (data or b"").decode("utf-8", "replace"),
+                       "status": status, "headers": headers, "body": text}) + "\n"
+    with _RECORD_LOCK:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
 def _verbose(msg):
     if os.environ.get("SFC_VERBOSE"):
         print(f"harness: {msg}", file=sys.stderr, flush=True)
@@ -1103,6 +1125,7 @@ class Stack:
             k = k.lower()
             out_headers[k] = f"{out_headers[k]}, {v}" if k in out_headers else v
         text = raw.decode("utf-8", errors="replace")
+        _record_response(method, path, data, resp.status, out_headers, text)
         parsed = text
         if "json" in out_headers.get("content-type", "") or text[:1] in ("{", "["):
             try:

@@ -626,6 +626,7 @@ class RowLockTest(LifecycleCase):
             locker.wait(60)
         self.assertError(results[0], 503, "service_unavailable")
         self.assertError(results[1], 503, "service_unavailable")
+        self.assertEqual(results[1][1].get("retry-after"), "2", results[1][1])  # as every 503
         # Every worker is still fine: no transaction was left open.
         for _ in range(4 * STACK.workers):
             st, _, body = req("GET", SF.format(slug), key=keys["viewer"])
