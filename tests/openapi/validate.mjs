@@ -269,7 +269,7 @@ function calls(text, name) {
 const literals = (s) => [...(s || "").matchAll(/"([a-z_]+)"/g)].map((m) => m[1]);
 
 // Every error code the sources answer: api_error's code, the outcomes of a
-// callback (fail, fail_sf, connect_failures), lookup_answer's, the fallback
+// callback (fail, fail_sf, connect_failures), api_found's, the fallback
 // body of api_json and nginx's own error bodies.
 export function sourceErrorCodes() {
   const codes = new Set();
@@ -279,7 +279,7 @@ export function sourceErrorCodes() {
     const text = read(f);
     for (const args of calls(text, "api_error")) literals(args[2]).forEach((c) => codes.add(c));
     for (const args of calls(text, "fail")) literals(args[2]).forEach((c) => codes.add(c));
-    for (const args of calls(text, "lookup_answer")) literals(args[3]).forEach((c) => codes.add(c));
+    for (const args of calls(text, "api_found")) literals(args[3]).forEach((c) => codes.add(c));
     for (const m of text.matchAll(/\{\s*LCC_[A-Z_]+,\s*\d+,\s*"([a-z_]+)"/g)) codes.add(m[1]);
     for (const m of text.matchAll(/\\"code\\":\\"([a-z_]+)\\"/g)) codes.add(m[1]);
   }
