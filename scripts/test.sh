@@ -2,7 +2,8 @@
 # The test command: installs dependencies, builds, runs every suite (cmocka
 # unit tests through `make check` under valgrind, the simulator's self-test,
 # the fuzz smoke, the integration suite through nginx against real PostgreSQL
-# on an ASan+UBSan build, the admin page in Chromium) and ends with one line:
+# on an ASan+UBSan build, the admin page in Chromium, `make distcheck`, the
+# package build and install test of scripts/package-test.sh) and ends with one line:
 #   N passed, N failed
 # Exit status 0 only when nothing failed; any valgrind or sanitizer report
 # is a failure.

@@ -16,13 +16,15 @@ one restarts both instances with a short check_interval_s)."""
 import concurrent.futures
 import os
 import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack  # noqa: E402
+from harness import REPO, Stack  # noqa: E402
 
 STACK = None
 SF = "/api/v1/orgs/{}/integrations/salesforce"
@@ -123,6 +125,45 @@ class ScaleOutTest(unittest.TestCase):
 
     def tearDown(self):
         STACK.fakesf("POST", "fault/clear")
+
+    # ------------------------------------------------------------ the production snippet
+
+    def test_0_production_snippet_has_the_tested_upstream(self):
+        """nginx/sfconnect.conf passes every location to one upstream whose
+        servers carry the parameters this module runs with, and nginx -t
+        accepts it (with a throwaway certificate)."""
+        with open(os.path.join(REPO, "nginx", "sfconnect.conf")) as f:
+            text = f.read()
+        m = re.search(r"^upstream (\w+) \{\n(.*?)^\}", text, re.M | re.S)
+        self.assertIsNotNone(m, "no upstream block")
+        name, body = m[1], m[2]
+        servers = re.findall(r"^\s*server\s+(\S+)\s+([^;#]*);", body, re.M)
+        self.assertTrue(servers, body)
+        for addr, opts in servers:
+            self.assertEqual(opts.strip(), Stack.UPSTREAM_SERVER_OPTS, addr)
+        passes = re.findall(r"^\s*fastcgi_pass\s+([^;]+);", text, re.M)
+        self.assertGreaterEqual(len(passes), 3)
+        self.assertEqual(set(passes), {name}, "a location bypasses the upstream")
+        self.assertNotIn("fastcgi_next_upstream", text.replace("fastcgi_next_upstream's", ""),
+                         "the test relies on nginx's default next_upstream")
+        d = STACK.path("nginx-prod")
+        os.makedirs(d)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-subj", "/CN=api.example.com", "-days", "1",
+                        "-keyout", f"{d}/privkey.pem", "-out", f"{d}/fullchain.pem"],
+                       check=True, capture_output=True, timeout=60)
+        shutil.copy("/etc/nginx/fastcgi_params", d)    # `include fastcgi_params`
+        temps = "".join(f"    {t}_temp_path {d}/{t};\n"
+                        for t in ("client_body", "fastcgi", "proxy", "uwsgi", "scgi"))
+        with open(f"{d}/nginx.conf", "w") as f:
+            f.write(f"pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n"
+                    f"http {{\n    access_log off;\n{temps}"
+                    + text.replace("/etc/ssl/sfconnect", d) + "}\n")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        p = subprocess.run([nginx, "-t", "-p", d + "/", "-c", f"{d}/nginx.conf",
+                            "-e", f"{d}/error.log"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
 
     # ------------------------------------------------------------ single flight
 
