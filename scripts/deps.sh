@@ -10,6 +10,9 @@ postgresql curl ca-certificates openssl python3 valgrind clang
 libclang-rt-14-dev wrk faketime chromium fonts-dejavu-core debhelper"
 # promtool (tests/integration/test_metrics.py checks /metrics and the alert rules)
 PACKAGES="$PACKAGES prometheus"
+# scripts/package-test.sh (a stage of scripts/test.sh): dpkg-buildpackage
+# and Debian 12's debhelper (debhelper-compat 13)
+PACKAGES="$PACKAGES dpkg-dev debhelper"
 LOG="${SFC_DEPS_LOG:-/tmp/sfconnect-deps.log}"
 
 missing=""

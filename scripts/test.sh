@@ -2,7 +2,8 @@
 # The test command: installs dependencies, builds, runs every suite (cmocka
 # unit tests through `make check` under valgrind, the simulator's self-test,
 # the fuzz smoke, the integration suite through nginx against real PostgreSQL
-# on an ASan+UBSan build, the admin page in Chromium) and ends with one line:
+# on an ASan+UBSan build, the admin page in Chromium, `make distcheck`, the
+# package build and install test of scripts/package-test.sh) and ends with one line:
 #   N passed, N failed
 # Exit status 0 only when nothing failed; any valgrind or sanitizer report
 # is a failure.
@@ -23,6 +24,8 @@
 #                    (the integration suite then uses the plain build)
 #   SFC_SKIP_DEPS=1  do not run scripts/deps.sh
 #   SFC_INTEGRATION_ARGS="-k pattern"  passed to tests/integration/run.py
+#   SFC_SKIP_PACKAGE=1  skip `make distcheck` and the package build and
+#                    install test (scripts/package-test.sh), while iterating
 # The browser tests (tests/browser) run on the build the integration suite
 # uses; their screenshots stay in tests/browser/out/.
 set -u
@@ -308,5 +311,50 @@ if [ "$b_fail" -ne 0 ]; then
 fi
 echo "browser: $b_pass passed, $b_fail failed (screenshots: tests/browser/out/)"
 add "$b_pass" "$b_fail"
+
+
+# ---------------------------------------------------------------- make distcheck
+# The release tarball builds, passes `make check` and installs on its own
+# (VPATH, read-only sources): one test. The tarball is not kept.
+if [ -z "${SFC_SKIP_PACKAGE:-}" ]; then
+	stage "make distcheck"
+	DIST_LOG="$LOGDIR/distcheck.log"
+	d_start=$(date +%s)
+	if timeout -k 10 900 make distcheck >"$DIST_LOG" 2>&1; then
+		echo "distcheck: 1 passed, 0 failed ($(($(date +%s) - d_start))s)"
+		add 1 0
+	else
+		grep -E '^(FAIL|ERROR):|Error|error:' "$DIST_LOG" | head -n 20
+		tail -n 30 "$DIST_LOG"
+		echo "distcheck: 0 passed, 1 failed (log: $DIST_LOG)"
+		add 0 1
+	fi
+	rm -f sfconnect-*.tar.gz
+fi
+
+# ---------------------------------------------------------------- package
+# dpkg-buildpackage -us -uc -b, the maintainer scripts, and the packaged
+# sfconnectd serving through nginx on the test PostgreSQL
+# (scripts/package-test.sh, which CI runs through this script too).
+if [ -z "${SFC_SKIP_PACKAGE:-}" ]; then
+	stage "package build and install test (scripts/package-test.sh)"
+	PKG_LOG="$LOGDIR/package.log"
+	k_start=$(date +%s)
+	timeout -k 10 1200 sh scripts/package-test.sh >"$PKG_LOG" 2>&1
+	k_rc=$?
+	k_pass=$(sed -n 's/^\([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$PKG_LOG" | tail -n 1)
+	k_fail=$(sed -n 's/^[0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$PKG_LOG" | tail -n 1)
+	k_pass=${k_pass:-0}
+	k_fail=${k_fail:-0}
+	if [ "$k_rc" -ne 0 ] && [ "$k_fail" -eq 0 ]; then
+		echo "FAILED: scripts/package-test.sh exited $k_rc"
+		k_fail=1
+	fi
+	if [ "$k_fail" -ne 0 ]; then
+		tail -n 60 "$PKG_LOG"
+	fi
+	echo "package: $k_pass passed, $k_fail failed ($(($(date +%s) - k_start))s)"
+	add "$k_pass" "$k_fail"
+fi
 
 finish

@@ -338,6 +338,21 @@ class Daemon:
         self.exit_codes.append(proc.returncode)
         return proc.returncode
 
+    # -------------------------------------------- scale out (issue 14, item 7)
+
+    def kill9(self):
+        """SIGKILL to the supervisor and all its processes at once, as when
+        its host dies: no stop grace. The socket file stays behind, as it
+        would. Answers the PIDs that were killed."""
+        if not self.alive():
+            raise RuntimeError(f"{self.name} is not running")
+        pids = [self.proc.pid] + self.worker_pids()
+        proc, self.proc = self.proc, None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.exit_codes.append(proc.returncode)
+        return pids
+
 
 class Stack:
     """The whole stack in one temporary directory. See the module docstring."""
@@ -1140,6 +1155,72 @@ class Stack:
             with self._lock:
                 self._starts[url_state(parsed["authorize_url"])] = parsed["start_url"]
         return resp.status, out_headers, parsed
+
+
+    # ------------------------------------------------------------ scale out (issue 14, item 7)
+
+    # The upstream's server parameters, as in nginx/sfconnect.conf.
+    UPSTREAM_SERVER_OPTS = "max_fails=3 fail_timeout=10s"
+
+    @property
+    def upstream_log_path(self):
+        """nginx's log of each request's upstream (after start_upstream())."""
+        return self.path("nginx", "upstream.log")
+
+    def start_upstream(self, config=None, timeout=30):
+        """A second sfconnectd (daemon2: its own socket, the same database)
+        and, in the stack's nginx, one `upstream sfconnect` over both
+        sockets: requests to stack.port are spread over two "hosts". nginx
+        reloads (SIGHUP) and logs each request's upstream to
+        upstream_log_path (see upstream_log())."""
+        if self.daemon2 is None:
+            self.daemon2 = Daemon(self, "sfconnectd2", self.path("sfconnectd2.sock"),
+                                  self.path("sfconnectd2.conf"), self.path("sfconnectd2.log"))
+        self.start_second_daemon(config)      # daemon2 exists: no second nginx
+        socks = (self.daemon.socket_path, self.daemon2.socket_path)
+        if not socks[0].startswith("/"):
+            raise RuntimeError("start_upstream() needs unix sockets (no fastcgi_tcp)")
+        proc, prefix, _ = self.nginx[0]
+        conf = os.path.join(prefix, "nginx.conf")
+        with open(conf) as f:
+            text = f.read()
+        servers = "".join(f"        server unix:{s} {self.UPSTREAM_SERVER_OPTS};\n"
+                          for s in socks)
+        head = ("    log_format sfc_upstream '$msec $request_time $status $request_method "
+                "$uri \"$http_x_sfc_test\" \"$upstream_addr\" \"$upstream_status\"';\n"
+                f"    access_log {self.upstream_log_path} sfc_upstream;\n"
+                f"    upstream sfconnect {{\n{servers}    }}\n\n")
+        text = text.replace(f"fastcgi_pass unix:{socks[0]};", "fastcgi_pass sfconnect;")
+        text = text.replace("    server {\n", head + "    server {\n", 1)
+        with open(conf, "w") as f:
+            f.write(text)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.request("GET", "/healthz", timeout=10)
+            if any(socks[1] in a for e in self.upstream_log() for a in e["addrs"]):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"nginx did not take the upstream within {timeout}s:\n"
+                           + _tail(os.path.join(prefix, "error.log")))
+
+    def upstream_log(self):
+        """nginx's upstream log: one dict per request (at: epoch seconds it
+        ended, seconds, status, method, uri, test: its X-Sfc-Test header,
+        addrs: the upstream sockets tried in order, statuses: their
+        answers)."""
+        entries = []
+        line_re = re.compile(r'(\S+) (\S+) (\d+) (\S+) (\S+) "([^"]*)" "([^"]*)" "([^"]*)"')
+        for line in self._read(self.upstream_log_path).splitlines():
+            m = line_re.fullmatch(line)
+            if not m:
+                continue
+            split = lambda v: [] if v == "-" else [x.strip() for x in v.split(",")]  # noqa: E731
+            entries.append({"at": float(m[1]), "seconds": float(m[2]), "status": int(m[3]),
+                            "method": m[4], "uri": m[5], "test": m[6],
+                            "addrs": [a.removeprefix("unix:") for a in split(m[7])],
+                            "statuses": split(m[8])})
+        return entries
 
 
 # ---------------------------------------------------------------- --serve
