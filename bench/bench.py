@@ -278,7 +278,7 @@ def main():
     if args.orgs_scale:
         return scale.orgs_scale(args, Stack)
     if args.million:
-        return scale.million(args, Stack, seed)
+        return scale.million(args, Stack, seed, memory)
     config = {"log_level": "warn"}
     stack = Stack(workers=args.workers, config=config, nginx_extra=nginx_locations())
     base = Stack(workers=args.workers, config=config, build_dir=args.base) \

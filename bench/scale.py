@@ -5,8 +5,9 @@ integration (97 % connected, 2 % degraded, 0.1 % invalid, the rest
 disconnected; last checked within the last hour), 3 keys and 10 audit
 events, and prints at each scale (1,000 then 100,000 orgs by default):
   status p50        GET .../integrations/salesforce, wrk -t1 -c1
-  list page         GET /api/v1/admin/integrations?limit=50, with and
-                    without ?status=invalid (a rare status), wrk -t1 -c1
+  list page         GET /api/v1/admin/integrations?limit=50: unfiltered,
+                    status=invalid (a rare status), and status=degraded
+                    from the middle (cursor org-N/2), wrk -t1 -c1
   /metrics p50      wrk -t1 -c1
   claim             the check claim (db_integration_claim's SQL, printed by
                     bench/stmt_sql from src/db_sql.c) with 8 rows, EXPLAIN
@@ -126,7 +127,7 @@ def db_now(stack):
     return float(stack.psql("SELECT extract(epoch from clock_timestamp())")[0][0])
 
 
-def measure(stack, key, binary):
+def measure(stack, key, binary, n):
     url = f"http://127.0.0.1:{stack.port}"
     op = stack.operator_key
     out = {}
@@ -134,6 +135,9 @@ def measure(stack, key, binary):
     out["list page (all)"] = wrk_p50(url + "/api/v1/admin/integrations?limit=50", op)
     out["list page (status=invalid)"] = wrk_p50(
         url + "/api/v1/admin/integrations?status=invalid&limit=50", op)
+    out["list page (degraded, mid)"] = wrk_p50(
+        url + "/api/v1/admin/integrations?status=degraded&limit=50"
+        f"&cursor=org-{n // 2:06d}", op)
     out["/metrics p50"] = wrk_p50(url + "/metrics", None)
     sql = stmt_sql(binary, "claim")
     now = db_now(stack)
@@ -162,6 +166,7 @@ def bars(results):
     checks = [("claim, all due", r["claim, all due"][0], 1.0),
               ("claim, none due", r["claim, none due"][0], 1.0),
               ("list page (status=invalid)", r["list page (status=invalid)"][0], 5.0),
+              ("list page (degraded, mid)", r["list page (degraded, mid)"][0], 5.0),
               ("list page (all)", r["list page (all)"][0], 5.0),
               ("/metrics", r["/metrics p50"][0], 5.0)]
     for name, value, bar in checks:
@@ -190,7 +195,7 @@ def orgs_scale(args, Stack):
             print(f"seeded orgs {seeded + 1}..{n} in {time.monotonic() - t0:.1f}s "
                   f"(load {os.getloadavg()[0]:.2f})", flush=True)
             seeded = n
-            results = [(name, measure(st, key, binary))
+            results = [(name, measure(st, key, binary, n))
                        for name, st, key, binary in prepared]
             print_scale(n, results)
         print(f"\nbars at {scales[-1]:,} orgs (new):")
@@ -203,3 +208,67 @@ def orgs_scale(args, Stack):
 
 
 REPO_DIR = os.path.dirname(HERE)
+
+
+def wrk_count(url, key, seconds):
+    """Requests wrk -t2 -c16 made in seconds (and the non-2xx)."""
+    argv = ["wrk", "-t2", "-c16", f"-d{seconds}s", "-H", f"Authorization: Bearer {key}", url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return int(re.search(r"(\d+) requests in", out).group(1)), int(bad.group(1)) if bad else 0
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def million(args, Stack, seed, memory):
+    stack = Stack(workers=args.workers, config={"log_level": "warn"})
+    try:
+        stack.start()
+        viewer, service = seed(stack, args.orgs)
+        url = f"http://127.0.0.1:{stack.port}"
+        scen = [(url + SF, viewer), (url + "/api/v1/orgs/bench/banners", viewer),
+                (url + SF + "/token", service)]
+        warm = 0
+        while warm < 20000:
+            for u, k in scen:
+                warm += wrk_count(u, k, 2)[0]
+        before = {pid: (rss, priv) for pid, rss, priv in memory(stack)}
+        ticks = {pid: cpu_ticks(pid) for pid in before}
+        print(f"million: warm after {warm:,} requests; {args.requests:,} more "
+              f"(S, N, T in turns of 10 s, wrk -t2 -c16), {args.workers} workers, "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
+        done = bad = turn = 0
+        t0 = time.monotonic()
+        while done < args.requests:
+            u, k = scen[turn % len(scen)]
+            n, b = wrk_count(u, k, 10)
+            done, bad, turn = done + n, bad + b, turn + 1
+        took = time.monotonic() - t0
+        after = {pid: (rss, priv) for pid, rss, priv in memory(stack)}
+        print(f"million: {done:,} requests in {took:.0f} s ({done / took:,.0f}/s), "
+              f"{bad} non-2xx, load {os.getloadavg()[0]:.2f}")
+        print(f"  {'pid':>8} {'role':<8} {'RSS warm':>9} {'RSS after':>9} {'delta':>8} "
+              f"{'private warm':>12} {'private after':>13}  (KiB)")
+        ok = True
+        for pid, (rss, priv) in sorted(before.items()):
+            if pid not in after:
+                print(f"  {pid:>8} gone (restarted during the run)")
+                ok = False
+                continue
+            rss2, priv2 = after[pid]
+            # The workers are the children that served: the checker idles.
+            role = "worker" if cpu_ticks(pid) - ticks[pid] > 100 else "other"
+            print(f"  {pid:>8} {role:<8} {rss:>9} {rss2:>9} {rss2 - rss:>+8} "
+                  f"{priv:>12} {priv2:>13}")
+            if role == "worker":
+                ok = ok and priv2 <= 4096 and rss2 - rss <= 1024
+        print(f"  bars (worker private <= 4 MiB, RSS within 1 MiB of warm): "
+              f"{'met' if ok else 'NOT MET'}")
+    finally:
+        if stack.dir is not None:
+            stack.stop(check=False)
+    return 0

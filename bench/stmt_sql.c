@@ -19,6 +19,7 @@ main(int argc, char **argv)
 		{ "claim", ST_INTEG_CLAIM },
 		{ "status_counts", ST_STATUS_COUNTS },
 		{ "check_lag", ST_CHECK_LAG },
+		{ "list_status", ST_INTEG_LIST_STATUS },
 	};
 
 	for (size_t i = 0; argc == 2 && i < sizeof(names) / sizeof(names[0]); i++)
@@ -26,6 +27,6 @@ main(int argc, char **argv)
 			puts(db_stmt_sql[names[i].st]);
 			return 0;
 		}
-	fprintf(stderr, "usage: stmt_sql claim|status_counts|check_lag\n");
+	fprintf(stderr, "usage: stmt_sql claim|status_counts|check_lag|list_status\n");
 	return 2;
 }
