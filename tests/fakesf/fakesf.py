@@ -1113,6 +1113,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.need(method, "GET")
         return self.state.grants_view()
 
+    def ctl_grants_mint(self, method, query, body):
+        """n more grants like the one of refresh token `like` (its login host,
+        scope and client), each of a new org and user: what n approvals
+        would make, for benches that seed many connected orgs at once."""
+        self.need(method, "POST")
+        n, like = body.get("n"), body.get("like")
+        if not isinstance(n, int) or not 1 <= n <= 1000000:
+            raise ControlError("n must be an integer from 1 to 1000000")
+        template, _ = self.state.refresh_tokens.get(like or "", (None, None))
+        if template is None:
+            raise ControlError("like must be a current refresh token")
+        now = self.state.now()
+        out = []
+        for _ in range(n):
+            grant = Grant(random_id("00D"), random_id("005"), template.login_host,
+                          template.scope, client_id=template.client_id,
+                          created_at=now, last_used=now)
+            self.state.grants.append(grant)
+            out.append({"org_id": grant.org_id, "user_id": grant.user_id,
+                        "refresh_token": self.state.issue_refresh(grant)})
+        return {"grants": out}
+
     def ctl_fault(self, method, query, body):
         self.need(method, "POST")
         endpoint, kind = body.get("endpoint"), body.get("kind")
