@@ -24,12 +24,19 @@ the stack's token key by bench/seal.c (the product's keyring code), and N - 1
 connected orgs written in SQL. --wrk drives the token endpoint alone with
 wrk (-t1, `concurrency` keep-alive connections, one grant after another)
 instead of Python threads, so that the driver is not the limit.
+--tls-front puts the simulator's login hosts behind nginx terminating TLS
+(kept-alive plain HTTP to fakesf --plain-port): sfconnectd opens a fresh
+connection per refresh (it never re-sends a used refresh token), and a TLS
+handshake in the Python simulator costs ten kept-alive requests. Both
+rates are then measured through the front.
 """
 
 import argparse
 import http.client
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -120,7 +127,8 @@ def capacity_wrk(stack, grants, conns, seconds, fresh=False):
             lua = lua.replace('["Content-Type"]', '["Connection"] = "close", ["Content-Type"]')
         f.write(lua)
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "-s", script,
-                          f"https://127.0.0.1:{stack.fakesf_port}/", "--", bodies],
+                          f"https://127.0.0.1:{urllib.parse.urlsplit(grants[0]['login_host']).port}/",
+                          "--", bodies],
                          capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))
     took = re.search(r"requests in ([\d.]+)(ms|s|m)", out)
@@ -208,6 +216,67 @@ def seed_minted(stack, n):
         for g in minted]
 
 
+FRONT_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp;
+    scgi_temp_path {d}/tmp;
+    upstream fakesf {{ server 127.0.0.1:{plain}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache shared:fakesf:4m;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://fakesf;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+        }}
+    }}
+}}
+"""
+
+
+def start_front(stack):
+    """nginx terminating TLS for the simulator on a port of its own, with
+    kept-alive plain HTTP connections to it (fakesf --plain-port): the TLS
+    handshake of each of sfconnectd's fresh connections costs nginx, not
+    Python. Answers (its Popen, its port)."""
+    from harness import free_port   # noqa: E402
+    d = os.path.join(stack.dir, "front")
+    os.makedirs(os.path.join(d, "tmp"))
+    fake = os.path.join(stack.dir, "fakesf")
+    port = free_port()
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(FRONT_CONF.format(
+            user="user root;" if os.geteuid() == 0 else "", d=d, port=port,
+            plain=stack.fakesf_info["plain_port"], cert=os.path.join(fake, "server.pem"),
+            key=os.path.join(fake, "server.key")))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen([nginx, "-p", d + "/", "-c", os.path.join(d, "nginx.conf"),
+                             "-e", os.path.join(d, "error.log")],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the TLS front did not start")
+
+
 def run_job(stack, n):
     op = stack.operator_key
     before = stack.fakesf("GET", "counts")["token_refresh"]
@@ -239,13 +308,25 @@ def main(argv=None):
     ap.add_argument("--capacity-s", type=float, default=10)
     ap.add_argument("--mint", action="store_true", help="seed in bulk (module docstring)")
     ap.add_argument("--wrk", action="store_true", help="drive the simulator alone with wrk")
+    ap.add_argument("--tls-front", action="store_true",
+                    help="the simulator's login hosts behind nginx terminating TLS")
     args = ap.parse_args(argv)
+    if args.tls_front:
+        os.environ["FAKESF_PLAIN_PORT"] = "0"
     stack = Stack(workers=args.workers, config={
         "check_interval_s": 86400, "check_concurrency": args.concurrency,
         "log_level": "warn"})
     print(f"check_jobs: starting the stack ({args.workers} workers)...", flush=True)
     stack.start()
+    front = None
     try:
+        if args.tls_front:
+            front, port = start_front(stack)
+            stack.restart_daemon(config={
+                "salesforce_login_url": f"https://login.localhost:{port}",
+                "salesforce_sandbox_login_url": f"https://test.localhost:{port}"})
+            print(f"check_jobs: the login hosts are behind a TLS front (nginx) "
+                  f"on port {port}", flush=True)
         t0 = time.monotonic()
         if args.mint:
             grants = seed_minted(stack, args.orgs)
@@ -274,6 +355,9 @@ def main(argv=None):
               f"{job['connected']} connected, {refreshed} refreshes, "
               f"{job['elapsed_ms']} ms", flush=True)
     finally:
+        if front is not None:
+            front.terminate()
+            front.wait()
         stack.stop(check=False)
     print(f"\n{args.orgs} orgs, concurrency {args.concurrency}: job {rate:.1f} orgs/s, "
           f"simulator alone {cap:.1f}/s, ratio {rate / cap if cap else 0:.2f} (bar 0.70)")

@@ -1257,14 +1257,16 @@ def make_certificates(directory):
 # ---------------------------------------------------------------- main
 
 def serve(host, port, cert, key, state):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    """Serves on host:port, HTTPS with cert and key (plain HTTP without)."""
     Handler.state = state
     server = Server((host, port), Handler)
-    # The handshake happens in the handler thread, not in accept().
-    server.socket = ctx.wrap_socket(server.socket, server_side=True,
-                                    do_handshake_on_connect=False)
+    if cert is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        # The handshake happens in the handler thread, not in accept().
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -1282,6 +1284,10 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--untrusted-port", type=int, default=None)
+    # For a TLS-terminating front (bench/check_jobs.py --tls-front): the
+    # same endpoints over plain HTTP, on the loopback only.
+    ap.add_argument("--plain-port", type=int,
+                    default=os.environ.get("FAKESF_PLAIN_PORT") or None)
     args = ap.parse_args(argv)
 
     directory = os.path.abspath(args.dir)
@@ -1293,13 +1299,18 @@ def main(argv=None):
     untrusted_port = None
     if args.untrusted_port is not None:
         servers.append(serve(args.host, args.untrusted_port, *untrusted, state))
-        untrusted_port = servers[1].server_port
+        untrusted_port = servers[-1].server_port
+    plain_port = None
+    if args.plain_port is not None:
+        servers.append(serve("127.0.0.1", int(args.plain_port), None, None, state))
+        plain_port = servers[-1].server_port
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     info_path = os.path.join(directory, "fakesf.json")
     write_json_atomic(info_path, {"port": state.port, "untrusted_port": untrusted_port,
+                                  "plain_port": plain_port,
                                   "ca": os.path.join(directory, "ca.pem"),
                                   "pid": os.getpid()})
     print(f"fakesf ready port={state.port}", flush=True)
