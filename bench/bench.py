@@ -3,6 +3,8 @@
 
     bench/bench.py [--quick] [--passes 4] [--duration 10] [--workers 4]
                    [--orgs 10000] [--base DIR] [--no-build]
+    bench/bench.py --orgs-scale [--scales 1000,100000] [--base DIR]
+    bench/bench.py --million [--requests 1000000]
 
 Builds (make, and bench/baseline.c with cc), starts the test stack
 (tests/integration/harness.py) with bulk-seeded orgs (each with its
@@ -25,6 +27,9 @@ answered) on each stack. It prints the median over passes of req/s, p50 and
 p99 per scenario, the ratios S/C, N/C, T/C, S/B, and each worker's RSS and
 private memory (/proc/PID/smaps_rollup) before and after. --quick is one
 pass of 3 s. Not part of the test command; stops everything by itself.
+
+--orgs-scale (cost in the number of orgs) and --million (worker memory)
+are described in bench/scale.py.
 """
 
 import argparse
@@ -42,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from harness import Stack  # noqa: E402
+import scale  # noqa: E402
 
 CONNECTIONS = (16, 64)
 SF = "/api/v1/orgs/bench/integrations/salesforce"
@@ -256,6 +262,12 @@ def main():
     ap.add_argument("--refreshes", type=int, default=100)
     ap.add_argument("--base", help="a built checkout to bench side by side (S, N, T)")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--orgs-scale", action="store_true",
+                    help="issue 13 step 4 instead: costs at --scales orgs (bench/scale.py)")
+    ap.add_argument("--scales", default="1000,100000")
+    ap.add_argument("--million", action="store_true",
+                    help="issue 13 step 6 instead: worker memory over 1,000,000 requests")
+    ap.add_argument("--requests", type=int, default=1000000)
     args = ap.parse_args()
     if args.quick:
         args.passes, args.duration, args.refreshes = 1, 3, 20
@@ -263,6 +275,10 @@ def main():
         print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
     binary = build(args)
+    if args.orgs_scale:
+        return scale.orgs_scale(args, Stack)
+    if args.million:
+        return scale.million(args, Stack, seed, memory)
     config = {"log_level": "warn"}
     stack = Stack(workers=args.workers, config=config, nginx_extra=nginx_locations())
     base = Stack(workers=args.workers, config=config, build_dir=args.base) \

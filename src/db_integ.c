@@ -164,7 +164,8 @@ db_integration_list(struct db *db, const enum integ_status *status,
     void (*fn)(const struct integration *, void *), void *arg, int *n)
 {
 	char			 lim[16];
-	const char		*params[3] = { after ? after : "",
+	const char		*all[2] = { after ? after : "", lim };
+	const char		*one[3] = { all[0],
 				    status ? db_pg_status[*status] : "", lim };
 	struct integration	 integ;
 	PGresult		*res;
@@ -172,7 +173,9 @@ db_integration_list(struct db *db, const enum integ_status *status,
 
 	snprintf(lim, sizeof(lim), "%d", limit);
 	*n = 0;
-	if ((rc = dbi_run(db, ST_INTEG_LIST, 3, params, &res)) != DB_OK)
+	rc = status != NULL ? dbi_run(db, ST_INTEG_LIST_STATUS, 3, one, &res) :
+	    dbi_run(db, ST_INTEG_LIST, 2, all, &res);
+	if (rc != DB_OK)
 		return rc;
 	for (int row = 0; row < PQntuples(res); row++) {
 		if (load_integration(res, row, &integ) == -1) {

@@ -317,7 +317,8 @@ db_housekeeping(struct db *db, long audit_retention_days)
 	long long	 states = 0, events = 0, n;
 	enum db_rc	 rc;
 
-	if ((rc = run_delete(db, ST_STATE_PURGE, 0, NULL, &states)) != DB_OK)
+	if ((rc = run_delete(db, ST_STATE_PURGE, 0, NULL, &states)) != DB_OK ||
+	    (rc = dbi_run_discard(db, ST_STATUS_COUNTS_COMPACT, 0, NULL)) != DB_OK)
 		return rc;
 	snprintf(days, sizeof(days), "%ld", audit_retention_days);
 	snprintf(batch, sizeof(batch), "%d", DB_AUDIT_PRUNE_BATCH);

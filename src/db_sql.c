@@ -9,8 +9,13 @@
 
 #define TS(col)	"coalesce(extract(epoch from " col ")::bigint, 0)"
 #define TXT(col) "coalesce(" col ", '')"
+/* When the row is due, in integrations_due's order (sql/009). */
+#define DUE(t)	"coalesce(" t ".last_checked_at, '-infinity'::timestamptz)"
 #define JSON_TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
 	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* How long ago an integration was checked, by integrations_check_age. */
+#define CHECK_AGE "coalesce(last_checked_at, connected_at, updated_at)"
 
 /* The columns read into a struct integration, in load_integration's order. */
 #define INTEG_COLS \
@@ -56,7 +61,8 @@ const char *const db_stmt_sql[ST__MAX] = {
 	[ST_ORG_CREATE] =
 	    "WITH o AS (INSERT INTO orgs (slug, name) VALUES ($1, $2) "
 	    "  RETURNING id, slug, name, created_at), "
-	    "i AS (INSERT INTO integrations (org_id) SELECT id FROM o) "
+	    "i AS (INSERT INTO integrations (org_id, org_slug) "
+	    "  SELECT id, slug FROM o) "
 	    "SELECT id, slug, name, " TS("created_at") " FROM o",
 	[ST_ORG_LIST] =
 	    "SELECT coalesce(json_agg(json_build_object('slug', slug, "
@@ -88,8 +94,13 @@ const char *const db_stmt_sql[ST__MAX] = {
 	[ST_INTEG_LIST] =
 	    "SELECT " INTEG_COLS " FROM integrations i "
 	    "JOIN orgs o ON o.id = i.org_id "
-	    "WHERE o.slug > $1 AND ($2 = '' OR i.status = $2) "
-	    "ORDER BY o.slug LIMIT $3",
+	    "WHERE o.slug > $1 ORDER BY o.slug LIMIT $2",
+	/* One status's page, by integrations_status_slug (sql/009). */
+	[ST_INTEG_LIST_STATUS] =
+	    "SELECT " INTEG_COLS " FROM integrations i "
+	    "JOIN orgs o ON o.id = i.org_id "
+	    "WHERE i.status = $2 AND i.org_slug > $1 "
+	    "ORDER BY i.org_slug LIMIT $3",
 	[ST_AUDIT_ADD] =
 	    "INSERT INTO audit_events (org_id, actor, action, detail) "
 	    "VALUES ($1, $2, $3, $4::jsonb)",
@@ -160,17 +171,35 @@ const char *const db_stmt_sql[ST__MAX] = {
  * Orgs due for a check, locked; rows another process holds are skipped.
  * A check stamps last_checked_at with clock_timestamp(), not the start of
  * its (batch) transaction, so a slow batch cannot look older than it is.
+ * Due: last checked before the cutoff $2 (or never), oldest first, or
+ * with $4 = 't' a degraded or invalid one whose retry is due (checked
+ * after the cutoff, so after all of the first kind). The ids are locked
+ * first, walking integrations_due per status and integrations_retry
+ * (sql/009), at most $3 of each; the $3 first of them are read whole.
+ * The others stay locked until the batch ends: another checker skips
+ * them meanwhile and claims them after.
  */
 	[ST_INTEG_CLAIM] =
-	    "SELECT " INTEG_COLS " FROM integrations i "
-	    "JOIN orgs o ON o.id = i.org_id "
-	    "WHERE i.status = ANY($1::text[]) "
-	    "AND (i.last_checked_at IS NULL "
-	    "  OR i.last_checked_at < to_timestamp($2::double precision) "
-	    "  OR ($4 = 't' AND i.status IN ('degraded', 'invalid') "
-	    "      AND i.next_retry_at <= now())) "
-	    "ORDER BY i.last_checked_at NULLS FIRST, i.org_id LIMIT $3 "
-	    "FOR UPDATE OF i SKIP LOCKED",
+	    "WITH aged AS MATERIALIZED (SELECT d.org_id, d.due "
+	    "  FROM unnest($1::text[]) AS s(status) CROSS JOIN LATERAL ("
+	    "    SELECT i.org_id, " DUE("i") " AS due FROM integrations i "
+	    "    WHERE i.status = s.status AND i.status <> 'disconnected' "
+	    "    AND " DUE("i") " < to_timestamp($2::double precision) "
+	    "    ORDER BY " DUE("i") ", i.org_id LIMIT $3 "
+	    "    FOR UPDATE OF i SKIP LOCKED) d), "
+	    "retry AS MATERIALIZED (SELECT r.org_id, " DUE("r") " AS due "
+	    "  FROM integrations r WHERE $4 = 't' "
+	    "  AND r.status IN ('degraded', 'invalid') "
+	    "  AND r.status = ANY($1::text[]) AND r.next_retry_at <= now() "
+	    "  AND " DUE("r") " >= to_timestamp($2::double precision) "
+	    "  ORDER BY " DUE("r") ", r.org_id LIMIT $3 "
+	    "  FOR UPDATE OF r SKIP LOCKED), "
+	    "pick AS (SELECT org_id, due FROM aged UNION ALL "
+	    "  SELECT org_id, due FROM retry ORDER BY due, org_id LIMIT $3) "
+	    "SELECT " INTEG_COLS " FROM pick p "
+	    "JOIN integrations i ON i.org_id = p.org_id "
+	    "JOIN orgs o ON o.id = i.org_id ORDER BY p.due, p.org_id "
+	    "FOR UPDATE OF i",
 	[ST_INTEG_REFRESHED] =
 	    "UPDATE integrations SET status = 'connected', "
 	    "access_token_enc = $2, "
@@ -217,11 +246,18 @@ const char *const db_stmt_sql[ST__MAX] = {
 	[ST_INTEG_RESEAL] =
 	    "UPDATE integrations SET access_token_enc = $2, "
 	    "refresh_token_enc = $3, updated_at = now() WHERE org_id = $1",
+	/* Kept by triggers (sql/009): the sum of each status's deltas. */
 	[ST_STATUS_COUNTS] =
-	    "SELECT s.status, count(i.org_id) FROM unnest(ARRAY['disconnected', "
-	    "'connected', 'degraded', 'invalid']) AS s(status) "
-	    "LEFT JOIN integrations i ON i.status = s.status GROUP BY s.status "
-	    "ORDER BY s.status",
+	    "SELECT s.status, coalesce(sum(c.n), 0) FROM unnest(ARRAY["
+	    "'disconnected', 'connected', 'degraded', 'invalid']) AS s(status) "
+	    "LEFT JOIN integration_status_counts c ON c.status = s.status "
+	    "GROUP BY s.status ORDER BY s.status",
+	/* Folds the deltas into one row per status (housekeeping). */
+	[ST_STATUS_COUNTS_COMPACT] =
+	    "WITH d AS (DELETE FROM integration_status_counts "
+	    "RETURNING status, n) INSERT INTO integration_status_counts "
+	    "(status, n) SELECT status, sum(n) FROM d GROUP BY status "
+	    "HAVING sum(n) <> 0",
 	/* The NOTIFY is sent at commit: a delivering sfconnectd wakes up. */
 	[ST_OUTBOX_ADD] =
 	    "WITH e AS (INSERT INTO webhook_outbox (event_id, org_id, type, body) "
@@ -300,11 +336,16 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "'rejected', 'error', 'failed']) AS s(outcome) "
 	    "LEFT JOIN webhook_attempt_counts c ON c.outcome = s.outcome "
 	    "ORDER BY s.outcome",
-	/* Seconds since the least recent check of a checked status (0: none). */
+	/*
+	 * Seconds since the least recent check of a checked status (0: none),
+	 * from the first entry of integrations_check_age per status (sql/009).
+	 */
 	[ST_CHECK_LAG] =
-	    "SELECT coalesce(extract(epoch from now() - "
-	    "min(coalesce(last_checked_at, connected_at, updated_at))), 0)::text "
-	    "FROM integrations WHERE status IN ('connected', 'degraded')",
+	    "SELECT coalesce(extract(epoch from now() - least("
+	    "(SELECT min(" CHECK_AGE ") FROM integrations "
+	    "  WHERE status = 'connected'), "
+	    "(SELECT min(" CHECK_AGE ") FROM integrations "
+	    "  WHERE status = 'degraded'))), 0)::text",
 	/* The start link, once: binds the state to the nonce of one browser. */
 	[ST_STATE_START] =
 	    "UPDATE oauth_states SET nonce_hash = $2 WHERE start_hash = $1 "
@@ -415,7 +456,8 @@ const bool db_stmt_is_read[ST__MAX] = {
 	[ST_PING] = true, [ST_KEY_LOOKUP] = true,
 	[ST_ORG_GET] = true, [ST_ORG_LIST] = true, [ST_KEY_LIST] = true,
 	[ST_KEY_LIST_ORG] = true,
-	[ST_INTEG_GET] = true, [ST_INTEG_LIST] = true, [ST_AUDIT_LIST] = true,
+	[ST_INTEG_GET] = true, [ST_INTEG_LIST] = true,
+	[ST_INTEG_LIST_STATUS] = true, [ST_AUDIT_LIST] = true,
 	[ST_NOW] = true, [ST_STATUS_COUNTS] = true,
 	[ST_OUTBOX_LIST] = true, [ST_OUTBOX_GAUGES] = true,
 	[ST_OUTBOX_COUNTS] = true, [ST_OUTBOX_NEXT_DUE] = true,

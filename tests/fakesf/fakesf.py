@@ -1113,6 +1113,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.need(method, "GET")
         return self.state.grants_view()
 
+    def ctl_grants_mint(self, method, query, body):
+        """n more grants like the one of refresh token `like` (its login host,
+        scope and client), each of a new org and user: what n approvals
+        would make, for benches that seed many connected orgs at once."""
+        self.need(method, "POST")
+        n, like = body.get("n"), body.get("like")
+        if not isinstance(n, int) or not 1 <= n <= 1000000:
+            raise ControlError("n must be an integer from 1 to 1000000")
+        template, _ = self.state.refresh_tokens.get(like or "", (None, None))
+        if template is None:
+            raise ControlError("like must be a current refresh token")
+        now = self.state.now()
+        out = []
+        for _ in range(n):
+            grant = Grant(random_id("00D"), random_id("005"), template.login_host,
+                          template.scope, client_id=template.client_id,
+                          created_at=now, last_used=now)
+            self.state.grants.append(grant)
+            out.append({"org_id": grant.org_id, "user_id": grant.user_id,
+                        "refresh_token": self.state.issue_refresh(grant)})
+        return {"grants": out}
+
     def ctl_fault(self, method, query, body):
         self.need(method, "POST")
         endpoint, kind = body.get("endpoint"), body.get("kind")
@@ -1235,14 +1257,16 @@ def make_certificates(directory):
 # ---------------------------------------------------------------- main
 
 def serve(host, port, cert, key, state):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    """Serves on host:port, HTTPS with cert and key (plain HTTP without)."""
     Handler.state = state
     server = Server((host, port), Handler)
-    # The handshake happens in the handler thread, not in accept().
-    server.socket = ctx.wrap_socket(server.socket, server_side=True,
-                                    do_handshake_on_connect=False)
+    if cert is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        # The handshake happens in the handler thread, not in accept().
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -1260,6 +1284,10 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--untrusted-port", type=int, default=None)
+    # For a TLS-terminating front (bench/check_jobs.py --tls-front): the
+    # same endpoints over plain HTTP, on the loopback only.
+    ap.add_argument("--plain-port", type=int,
+                    default=os.environ.get("FAKESF_PLAIN_PORT") or None)
     args = ap.parse_args(argv)
 
     directory = os.path.abspath(args.dir)
@@ -1271,13 +1299,18 @@ def main(argv=None):
     untrusted_port = None
     if args.untrusted_port is not None:
         servers.append(serve(args.host, args.untrusted_port, *untrusted, state))
-        untrusted_port = servers[1].server_port
+        untrusted_port = servers[-1].server_port
+    plain_port = None
+    if args.plain_port is not None:
+        servers.append(serve("127.0.0.1", int(args.plain_port), None, None, state))
+        plain_port = servers[-1].server_port
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     info_path = os.path.join(directory, "fakesf.json")
     write_json_atomic(info_path, {"port": state.port, "untrusted_port": untrusted_port,
+                                  "plain_port": plain_port,
                                   "ca": os.path.join(directory, "ca.pem"),
                                   "pid": os.getpid()})
     print(f"fakesf ready port={state.port}", flush=True)

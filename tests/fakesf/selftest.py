@@ -368,6 +368,24 @@ class FakeSFTest(unittest.TestCase):
         self.assertEqual(self.limits(second["access_token"]).status, 401)
         self.assertEqual(self.identity(tok).body, b"Bad_OAuth_Token")
 
+    def test_grants_mint(self):
+        tok = self.connect()
+        minted = self.ctl("POST", "grants/mint", {"n": 3, "like": tok["refresh_token"]})
+        minted = minted["grants"]
+        self.assertEqual(len({g["org_id"] for g in minted}), 3)
+        for g in minted:
+            ref = self.refresh(g["refresh_token"])
+            self.assertEqual(ref.status, 200, ref.body)
+            self.assertEqual(ref.json()["id"], f"{self.login()}/id/{g['org_id']}/{g['user_id']}")
+        grants = self.ctl("GET", "grants")
+        self.assertEqual([g["refresh_token"] for g in grants[1:]],
+                         [g["refresh_token"] for g in minted])
+        self.assertEqual({g["login_host"] for g in grants}, {self.login()})
+        for bad in ({"n": 0, "like": tok["refresh_token"]}, {"n": 1, "like": "nope"}):
+            resp = self.request("POST", "/__control/grants/mint", host="localhost",
+                                body=json.dumps(bad))
+            self.assertEqual(resp.status, 400, bad)
+
     def test_concurrent_refresh(self):
         tok = self.connect()
         self.ctl("POST", "fault", {"endpoint": "token_refresh", "kind": "delay", "delay_ms": 600})
