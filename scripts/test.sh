@@ -53,6 +53,26 @@ finish() {
 	if [ "$FAILED" -ne 0 ]; then exit 1; fi
 	exit 0
 }
+# Adds a script's counts: the last "N passed, N failed" line of LOG; an exit
+# status RC other than 0 with no failure counted is one failure. Prints
+# "LABEL: N passed, N failed[SUFFIX]" and, on a failure, LOG's last TAIL lines.
+#   add_counted LABEL LOG RC SCRIPT TAIL [SUFFIX]
+add_counted() {
+	local c_pass c_fail
+	c_pass=$(sed -n 's/^\([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$2" | tail -n 1)
+	c_fail=$(sed -n 's/^[0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$2" | tail -n 1)
+	c_pass=${c_pass:-0}
+	c_fail=${c_fail:-0}
+	if [ "$3" -ne 0 ] && [ "$c_fail" -eq 0 ]; then
+		echo "FAILED: $4 exited $3"
+		c_fail=1
+	fi
+	if [ "$c_fail" -ne 0 ]; then
+		tail -n "$5" "$2"
+	fi
+	echo "$1: $c_pass passed, $c_fail failed${6:-}"
+	add "$c_pass" "$c_fail"
+}
 # A stage that could not run at all counts as one failure and ends the run.
 broken() {
 	echo "FAILED: $1"
@@ -197,20 +217,7 @@ if [ -x scripts/fuzz.sh ]; then
 	stage "fuzz smoke (libFuzzer: seeds + 5000 runs per target)"
 	FUZZ_LOG="$LOGDIR/fuzz.log"
 	timeout -k 10 600 scripts/fuzz.sh --smoke >"$FUZZ_LOG" 2>&1
-	f_rc=$?
-	f_pass=$(sed -n 's/^\([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$FUZZ_LOG" | tail -n 1)
-	f_fail=$(sed -n 's/^[0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$FUZZ_LOG" | tail -n 1)
-	f_pass=${f_pass:-0}
-	f_fail=${f_fail:-0}
-	if [ "$f_rc" -ne 0 ] && [ "$f_fail" -eq 0 ]; then
-		echo "FAILED: scripts/fuzz.sh exited $f_rc"
-		f_fail=1
-	fi
-	if [ "$f_fail" -ne 0 ]; then
-		tail -n 40 "$FUZZ_LOG"
-	fi
-	echo "fuzz smoke: $f_pass passed, $f_fail failed"
-	add "$f_pass" "$f_fail"
+	add_counted "fuzz smoke" "$FUZZ_LOG" $? scripts/fuzz.sh 40
 fi
 
 # ---------------------------------------------------------------- OpenAPI recording
@@ -341,20 +348,8 @@ if [ -z "${SFC_SKIP_PACKAGE:-}" ]; then
 	PKG_LOG="$LOGDIR/package.log"
 	k_start=$(date +%s)
 	timeout -k 10 1200 sh scripts/package-test.sh >"$PKG_LOG" 2>&1
-	k_rc=$?
-	k_pass=$(sed -n 's/^\([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$PKG_LOG" | tail -n 1)
-	k_fail=$(sed -n 's/^[0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$PKG_LOG" | tail -n 1)
-	k_pass=${k_pass:-0}
-	k_fail=${k_fail:-0}
-	if [ "$k_rc" -ne 0 ] && [ "$k_fail" -eq 0 ]; then
-		echo "FAILED: scripts/package-test.sh exited $k_rc"
-		k_fail=1
-	fi
-	if [ "$k_fail" -ne 0 ]; then
-		tail -n 60 "$PKG_LOG"
-	fi
-	echo "package: $k_pass passed, $k_fail failed ($(($(date +%s) - k_start))s)"
-	add "$k_pass" "$k_fail"
+	add_counted package "$PKG_LOG" $? scripts/package-test.sh 60 \
+	    " ($(($(date +%s) - k_start))s)"
 fi
 
 finish
