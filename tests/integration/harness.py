@@ -351,7 +351,22 @@ class Daemon:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         self.exit_codes.append(proc.returncode)
+        # A killed process closes its files only after its memory is gone
+        # (slow for an ASan build): until then its listening socket still
+        # takes connections. Dead means all of them gone.
+        deadline = time.monotonic() + 10
+        while any(process_running(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.01)
         return pids
+
+
+def process_running(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 class Stack:
@@ -1044,6 +1059,18 @@ class Stack:
     def daemon_log(self, which=1):
         d = self.daemon if which == 1 else self.daemon2
         return self._read(d.log_path) if d else ""
+
+    def checker_pid(self):
+        """The background checker's PID, from its last checker_started log
+        line (None before one)."""
+        pid = None
+        for line in self.daemon_log().splitlines():
+            if '"checker_started"' in line:
+                try:
+                    pid = int(json.loads(line)["pid"])
+                except (ValueError, KeyError):
+                    pass
+        return pid
 
     def nginx_error_log(self):
         return "".join(self._read(os.path.join(prefix, "error.log"))

@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack  # noqa: E402
+from harness import Stack, process_running as pid_alive  # noqa: E402
 
 STACK = None
 SF = "/api/v1/orgs/{}/integrations/salesforce"
@@ -31,15 +31,6 @@ def tearDownModule():
 
 def req(*args, **kwargs):
     return STACK.request(*args, **kwargs)
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def new_connected_org(slug, rotation=True):

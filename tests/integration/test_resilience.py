@@ -18,7 +18,6 @@ Everything runs on 127.0.0.1. Figures go to stderr as lines starting with
 """
 
 import http.client
-import json
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, free_port  # noqa: E402
+from harness import Stack, free_port, process_running as pid_alive  # noqa: E402
 
 STACK = None
 SF = "/api/v1/orgs/{}/integrations/salesforce"
@@ -93,25 +92,8 @@ def connect(slug, key, sf_org_id="new", user_id="new", body=None):
     return cfg["org_id"], cfg["user_id"]
 
 
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def checker_pid():
-    """The background checker's PID, from its checker_started log line."""
-    pid = None
-    for line in STACK.daemon_log().splitlines():
-        if '"checker_started"' in line:
-            try:
-                pid = int(json.loads(line)["pid"])
-            except (ValueError, KeyError):
-                pass
-    return pid
+    return STACK.checker_pid()
 
 
 def serving_workers():
