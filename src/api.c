@@ -25,6 +25,11 @@ enum route_flags {
 	 * before it reads.
 	 */
 	ROUTE_INTEG = 1 << 1,
+	/*
+	 * A ROUTE_INTEG read that may be answered from the worker's cache
+	 * (db_auth_lookup_cached): its integration comes without tokens.
+	 */
+	ROUTE_CACHED = 1 << 2,
 };
 
 struct route {
@@ -41,7 +46,7 @@ struct route {
 static const struct route routes[] = {
 	{ "GET", "/healthz", ROLE_NONE, h_healthz, ROUTE_NO_DB },
 	{ "GET", "/metrics", ROLE_NONE, h_metrics, ROUTE_NO_DB },
-	{ "GET", SF, ROLE_VIEWER, h_status_get, ROUTE_INTEG },
+	{ "GET", SF, ROLE_VIEWER, h_status_get, ROUTE_INTEG | ROUTE_CACHED },
 	{ "DELETE", SF, ROLE_ADMIN, h_disconnect, 0 },
 	{ "POST", SF "/connect", ROLE_ADMIN, h_connect, 0 },
 	{ "POST", SF "/check", ROLE_ADMIN, h_check, 0 },
@@ -49,7 +54,7 @@ static const struct route routes[] = {
 	{ "POST", "/api/v1/admin/integrations/check", ROLE_OPERATOR, h_admin_check, 0 },
 	{ "GET", "/api/v1/oauth/salesforce/callback", ROLE_NONE, h_callback, 0 },
 	{ "GET", "/api/v1/oauth/salesforce/start", ROLE_NONE, h_oauth_start, 0 },
-	{ "GET", ORG_API "/banners", ROLE_VIEWER, h_banners, ROUTE_INTEG },
+	{ "GET", ORG_API "/banners", ROLE_VIEWER, h_banners, ROUTE_INTEG | ROUTE_CACHED },
 	{ "GET", ORG_API "/audit", ROLE_ADMIN, h_audit, 0 },
 	{ "GET", "/api/v1/admin/integrations", ROLE_OPERATOR, h_admin_integrations, 0 },
 	{ "POST", "/api/v1/admin/orgs", ROLE_OPERATOR, h_admin_org_create, 0 },
@@ -462,11 +467,12 @@ api_found(struct ctx *c, int rc, int status, const char *code,
 
 /*
  * Returns 0 when the caller is known (c->who set), else -1 after answering.
- * The same round trip reads the org slug names (NULL: none) and, with
- * want_integ, its integration into *a (caller clears).
+ * The same round trip reads the org slug names (NULL: none) and, as the
+ * route's flags ask, its integration into *a (caller clears), maybe from
+ * the cache.
  */
 static int
-authenticate(struct ctx *c, const char *slug, bool want_integ,
+authenticate(struct ctx *c, const char *slug, unsigned flags,
     struct db_auth *a)
 {
 	const char	*key = http_bearer_key(c->req->authorization);
@@ -479,7 +485,11 @@ authenticate(struct ctx *c, const char *slug, bool want_integ,
 		return -1;
 	}
 	crypto_sha256_hex(key, strlen(key), hash);
-	rc = db_auth_lookup(c->app->db, hash, slug, want_integ, a);
+	if ((flags & ROUTE_CACHED) && slug != NULL)
+		rc = db_auth_lookup_cached(c->app->db, hash, slug, a);
+	else
+		rc = db_auth_lookup(c->app->db, hash, slug,
+		    (flags & ROUTE_INTEG) != 0, a);
 	if (rc == DB_OK)
 		c->who = a->who;
 	return api_found(c, rc, 401, "unauthorized", "the API key is not "
@@ -547,8 +557,8 @@ run_route(struct ctx *c, const struct route *route, const struct match *m)
 	struct db_auth	 auth = { .has_org = false };
 
 	if (route->role != ROLE_NONE) {
-		if (authenticate(c, m->has_org ? m->org : NULL,
-		    (route->flags & ROUTE_INTEG) != 0, &auth) == -1)
+		if (authenticate(c, m->has_org ? m->org : NULL, route->flags,
+		    &auth) == -1)
 			goto out;
 		if (!role_allows(c->who.role, route->role)) {
 			api_error(c, 403, "forbidden",

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "cache.h"
 #include "crypto.h"
 #include "db.h"
 #include "db_internal.h"
@@ -36,6 +37,7 @@ db_close(struct db *db)
 	if (db == NULL)
 		return;
 	PQfinish(db->conn);
+	cache_free(db->cache);
 	free(db->conninfo);
 	free(db);
 }
@@ -97,6 +99,33 @@ drain_idle(struct db *db)
 	return PQstatus(db->conn) == CONNECTION_OK;
 }
 
+bool
+dbi_take_notifies(struct db *db)
+{
+	PGnotify	*n;
+	bool		 other = db->notified;
+
+	while ((n = PQnotifies(db->conn)) != NULL) {
+		if (db->cache != NULL && strcmp(n->relname, DB_CACHE_CHANNEL) == 0)
+			cache_apply(db->cache, n->extra);
+		else
+			other = true;
+		PQfreemem(n);
+	}
+	db->notified = false;
+	return other;
+}
+
+/* LISTENs for the cache on a new connection; without it, no cache. */
+static void
+listen_cache(struct db *db)
+{
+	db->cache_live = db->cache != NULL &&
+	    dbi_exec_simple(db, "LISTEN " DB_CACHE_CHANNEL) == DB_OK;
+	if (db->cache != NULL && !db->cache_live)
+		log_warn("db_cache_off", "cannot LISTEN: reads are not cached");
+}
+
 enum db_rc
 db_ensure(struct db *db)
 {
@@ -104,8 +133,15 @@ db_ensure(struct db *db)
 	    PQtransactionStatus(db->conn) == PQTRANS_IDLE &&
 	    !drain_idle(db))
 		log_warn("db_lost", "database connection lost; reconnecting");
-	if (PQstatus(db->conn) == CONNECTION_OK)
+	if (PQstatus(db->conn) == CONNECTION_OK) {
+		/* A webhook notification is kept for db_wait_notify. */
+		db->notified = dbi_take_notifies(db);
 		return DB_OK;
+	}
+	/* What the cache holds may have changed unannounced: forget it. */
+	if (db->cache != NULL)
+		cache_clear(db->cache);
+	db->cache_live = false;
 	memset(db->prepared, 0, sizeof(db->prepared));
 	PQfinish(db->conn);
 	db->conn = connect_db(db->conninfo);
@@ -119,6 +155,19 @@ db_ensure(struct db *db)
 	if (db->listening &&
 	    dbi_exec_simple(db, "LISTEN " DB_WEBHOOK_CHANNEL) != DB_OK)
 		return DB_UNAVAILABLE;
+	listen_cache(db);
+	return DB_OK;
+}
+
+enum db_rc
+db_cache_enable(struct db *db)
+{
+	if (db->cache != NULL)
+		return DB_OK;
+	if ((db->cache = cache_new(CACHE_TTL_S)) == NULL)
+		return DB_ERROR;
+	if (PQstatus(db->conn) == CONNECTION_OK)
+		listen_cache(db);
 	return DB_OK;
 }
 

@@ -18,6 +18,8 @@ struct cJSON;
 
 /* The channel a new webhook event is announced on (at commit). */
 #define DB_WEBHOOK_CHANNEL	"sfconnect_webhooks"
+/* The channel every change of a cached row is announced on (sql/010). */
+#define DB_CACHE_CHANNEL	"sfconnect_cache"
 
 enum db_rc {
 	DB_OK = 0,
@@ -83,6 +85,19 @@ struct db_auth {
 enum db_rc	 db_auth_lookup(struct db *db, const char *hash_hex,
 		    const char *slug, bool want_integ, struct db_auth *out);
 void		 db_auth_clear(struct db_auth *a);
+/*
+ * Turns on the cache of db_auth_lookup_cached (a worker's): LISTENs on
+ * DB_CACHE_CHANNEL now or at the next connect. DB_OK, or DB_ERROR on out
+ * of memory.
+ */
+enum db_rc	 db_cache_enable(struct db *db);
+/*
+ * db_auth_lookup with want_integ, answered from the cache when it holds
+ * the key and org (then out->integ has no tokens: never for a handler that
+ * needs them). Only complete answers (org and integration found) are kept.
+ */
+enum db_rc	 db_auth_lookup_cached(struct db *db, const char *hash_hex,
+		    const char *slug, struct db_auth *out);
 /* Stores a key with the given id; org_id 0 for an operator key. */
 enum db_rc	 db_key_create(struct db *db, const char *id, long long org_id,
 		    enum role role, const char *label, const char *hash_hex,

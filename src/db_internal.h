@@ -79,7 +79,16 @@ struct db {
 	char	*conninfo;
 	bool	 prepared[ST__MAX];
 	bool	 listening;	/* LISTEN again after a reconnect */
+	struct cache *cache;	/* NULL: reads are not cached */
+	bool	 cache_live;	/* LISTENing for the cache on this connection */
+	bool	 notified;	/* a webhook notification was taken */
 };
+
+/*
+ * Takes the notifications libpq has read, applying the cache's; true when
+ * one of another channel was among them or taken before.
+ */
+bool		 dbi_take_notifies(struct db *db);
 
 /*
  * Runs prepared statement st with n text parameters; *res (caller clears)

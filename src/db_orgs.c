@@ -8,10 +8,12 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "cache.h"
 #include "crypto.h"
 #include "db.h"
 #include "db_internal.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Orgs. */
@@ -120,6 +122,22 @@ db_auth_lookup(struct db *db, const char *hash_hex, const char *slug,
 	    &out->integ) == 0;
 out:
 	PQclear(res);
+	return rc;
+}
+
+enum db_rc
+db_auth_lookup_cached(struct db *db, const char *hash_hex, const char *slug,
+    struct db_auth *out)
+{
+	double		 now = metrics_now();
+	enum db_rc	 rc;
+
+	if (db->cache_live && cache_get(db->cache, hash_hex, slug, now, out))
+		return DB_OK;
+	rc = db_auth_lookup(db, hash_hex, slug, true, out);
+	/* A reconnect during the read LISTENs again, or leaves it uncached. */
+	if (rc == DB_OK && db->cache_live)
+		cache_put(db->cache, hash_hex, slug, now, out);
 	return rc;
 }
 

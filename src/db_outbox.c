@@ -171,27 +171,13 @@ db_listen_webhooks(struct db *db)
 	return rc;
 }
 
-/* true when a notification was queued (all of them are drained). */
-static bool
-drain_notifies(struct db *db)
-{
-	PGnotify	*n;
-	bool		 any = false;
-
-	while ((n = PQnotifies(db->conn)) != NULL) {
-		any = true;
-		PQfreemem(n);
-	}
-	return any;
-}
-
 enum db_rc
 db_wait_notify(struct db *db, int timeout_ms)
 {
 	struct pollfd	 pfd;
 	int		 r;
 
-	if (drain_notifies(db))
+	if (dbi_take_notifies(db))
 		return DB_OK;
 	if ((pfd.fd = PQsocket(db->conn)) < 0)
 		return DB_UNAVAILABLE;
@@ -204,6 +190,6 @@ db_wait_notify(struct db *db, int timeout_ms)
 		return DB_NOTFOUND;
 	if (!PQconsumeInput(db->conn))
 		return DB_UNAVAILABLE;
-	return drain_notifies(db) ? DB_OK : DB_NOTFOUND;
+	return dbi_take_notifies(db) ? DB_OK : DB_NOTFOUND;
 }
 

@@ -154,6 +154,7 @@ worker_main(int listen_fd, struct app *app)
 	sigprocmask(SIG_UNBLOCK, &chld, NULL);	/* fcgi_serve handles the rest */
 
 	if ((app->db = db_new(app->cfg->database_url)) == NULL ||
+	    db_cache_enable(app->db) != DB_OK ||
 	    (app->sf = sf_new(app->cfg, app->client_secret)) == NULL) {
 		log_error("worker", "out of memory");
 		return 1;

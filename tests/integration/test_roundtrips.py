@@ -1,7 +1,11 @@
 """Statements per request, counted at the PostgreSQL wire (pgproxy): an
 authenticated read of one org costs one statement (the key, the org and its
 integration come back joined), and the answers of the joined lookup keep
-the order of checks (401, then role 403, then org 403, then 404).
+the order of checks (401, then role 403, then org 403, then 404). Status
+and banners are then answered from the worker's cache: no statement, until
+a write announces a change or the connection (and with it the
+notifications) is lost. Each test uses keys of its own, which no earlier
+read has cached.
 """
 
 import os
@@ -40,23 +44,61 @@ class RoundTrips(unittest.TestCase):
     def setUpClass(cls):
         STACK.create_org("rt", "Round trips")
         STACK.create_org("rt-other", "Other")
+        STACK.create_org("rt-lost", "Lost")
         cls.admin = STACK.create_key("rt", "admin", "rt admin")
         cls.viewer = STACK.create_key("rt", "viewer", "rt viewer")
         cls.service = STACK.create_key("rt", "service", "rt service")
         status, _, body = STACK.connect_org("rt", cls.admin, accept_json=True)
         assert status == 200, body
 
-    def test_status_is_one_statement(self):
-        status, body, n = statements("GET", SF.format("rt"), self.viewer)
+    def test_status_is_one_statement_then_none(self):
+        viewer = STACK.create_key("rt", "viewer")
+        status, body, n = statements("GET", SF.format("rt"), viewer)
         self.assertEqual(status, 200, body)
         self.assertEqual(body["status"], "connected")
         self.assertEqual(n, 1)
+        again, body2, n = statements("GET", SF.format("rt"), viewer)
+        self.assertEqual((again, n), (200, 0))
+        self.assertEqual(body2, body)
 
-    def test_banners_is_one_statement(self):
-        status, body, n = statements("GET", "/api/v1/orgs/rt/banners", self.viewer)
+    def test_banners_is_one_statement_then_none(self):
+        viewer = STACK.create_key("rt", "viewer")
+        status, body, n = statements("GET", "/api/v1/orgs/rt/banners", viewer)
         self.assertEqual(status, 200, body)
         self.assertEqual(body["banners"], [])
         self.assertEqual(n, 1)
+        again, _, n = statements("GET", "/api/v1/orgs/rt/banners", viewer)
+        self.assertEqual((again, n), (200, 0))
+
+    def test_token_is_never_cached(self):
+        service = STACK.create_key("rt", "service")
+        for _ in range(2):
+            status, body, n = statements("GET", SF.format("rt") + "/token", service)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(n, 1)
+
+    def test_a_write_announces_itself(self):
+        viewer = STACK.create_key("rt", "viewer")
+        _, before, n = statements("GET", SF.format("rt"), viewer)
+        self.assertEqual(n, 1)
+        status, body, _ = statements("POST", SF.format("rt") + "/check", self.admin)
+        self.assertEqual(status, 200, body)
+        status, after, n = statements("GET", SF.format("rt"), viewer)
+        self.assertEqual((status, n), (200, 1))
+        self.assertEqual(after["last_checked_at"], body["last_checked_at"])
+
+    def test_lost_connection_empties_the_cache(self):
+        # A change made while the worker's connection is gone is never
+        # announced to it: the cache must go with the connection.
+        viewer = STACK.create_key("rt-lost", "viewer")
+        status, body, n = statements("GET", SF.format("rt-lost"), viewer)
+        self.assertEqual((status, body["status"], n), (200, "disconnected", 1))
+        self.assertGreaterEqual(STACK.pg_proxy.drop_connections(), 1)
+        STACK.psql("UPDATE orgs SET name = 'Renamed while away' WHERE slug = 'rt-lost'")
+        STACK.psql("UPDATE integrations SET status = 'invalid' WHERE org_id = "
+                   "(SELECT id FROM orgs WHERE slug = 'rt-lost')")
+        status, _, body = STACK.request("GET", SF.format("rt-lost"), key=viewer)
+        self.assertEqual((status, body["status"]), (200, "invalid"))
 
     def test_fresh_token_is_one_statement(self):
         status, body, n = statements("GET", SF.format("rt") + "/token", self.service)
