@@ -79,22 +79,25 @@ db_open(const char *conninfo, char *err, size_t errlen)
  * Reads what the server sent an idle connection: a terminated backend
  * sends its FATAL notice, then closes, and only reading both marks the
  * connection bad (else the next statement, maybe a write, fails on it).
- * false when the connection is lost.
+ * What libpq already holds is parsed first; the socket is read only when
+ * poll says there is something (one syscall when there is not). false when
+ * the connection is lost.
  */
 static bool
 drain_idle(struct db *db)
 {
 	struct pollfd	 p;
 
+	(void)PQisBusy(db->conn);	/* parses notices and notifies held */
 	for (int i = 0; i < 4; i++) {
-		if (!PQconsumeInput(db->conn))
-			return false;
-		(void)PQisBusy(db->conn);	/* parses notices and notifies */
 		p.fd = PQsocket(db->conn);
 		p.events = POLLIN;
 		p.revents = 0;
 		if (poll(&p, 1, 0) != 1)
 			break;
+		if (!PQconsumeInput(db->conn))
+			return false;
+		(void)PQisBusy(db->conn);
 	}
 	return PQstatus(db->conn) == CONNECTION_OK;
 }
