@@ -27,7 +27,10 @@ enum route_flags {
 	ROUTE_INTEG = 1 << 1,
 	/*
 	 * A ROUTE_INTEG read that may be answered from the worker's cache
-	 * (db_auth_lookup_cached): its integration comes without tokens.
+	 * (db_auth_lookup_cached): its integration comes with the sealed
+	 * access token only, and a few milliseconds old at most. The token
+	 * handler serves it only when no refresh is due; a refresh locks and
+	 * reads the row anew.
 	 */
 	ROUTE_CACHED = 1 << 2,
 };
@@ -50,7 +53,7 @@ static const struct route routes[] = {
 	{ "DELETE", SF, ROLE_ADMIN, h_disconnect, 0 },
 	{ "POST", SF "/connect", ROLE_ADMIN, h_connect, 0 },
 	{ "POST", SF "/check", ROLE_ADMIN, h_check, 0 },
-	{ "GET", SF "/token", ROLE_SERVICE, h_token, ROUTE_INTEG },
+	{ "GET", SF "/token", ROLE_SERVICE, h_token, ROUTE_INTEG | ROUTE_CACHED },
 	{ "POST", "/api/v1/admin/integrations/check", ROLE_OPERATOR, h_admin_check, 0 },
 	{ "GET", "/api/v1/oauth/salesforce/callback", ROLE_NONE, h_callback, 0 },
 	{ "GET", "/api/v1/oauth/salesforce/start", ROLE_NONE, h_oauth_start, 0 },

@@ -1,8 +1,8 @@
 /*
- * The worker cache: CACHE_ENTRIES entries in one array (calloc: pages are
- * touched only as entries are used), chained from a table of buckets by a
- * hash of (key hash, slug). When full, the entries are reused in the order
- * they were filled.
+ * The worker cache: CACHE_ENTRIES slots chained from a table of buckets by
+ * a hash of (key hash, slug), and their answers in an array of their own
+ * (calloc: its pages are touched only as answers are stored). When full,
+ * the slots are reused in the order they were filled.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,20 +15,27 @@
 #define CACHE_BUCKETS	1024	/* a power of two, twice the entries */
 #define NONE		(-1)
 
-struct cache_entry {
+/*
+ * What lookups, chains and notifications walk: small, apart from the
+ * answers, so that a walk touches a few pages and not every answer's.
+ */
+struct cache_slot {
 	char		 hash[65];
 	char		 slug[64];
 	bool		 used;
+	int		 next;		/* the bucket's next slot, or NONE */
 	double		 stored_at;
-	int		 next;		/* the bucket's next entry, or NONE */
-	struct db_auth	 auth;		/* has_integ, no tokens */
+	char		 key_id[40];
+	long long	 org_id;	/* the path's org */
+	long long	 key_org_id;	/* the key's own, 0 for an operator */
 };
 
 struct cache {
-	struct cache_entry	*entries;
+	struct cache_slot	*slots;
+	struct db_auth		*answers;	/* has_integ; owns its sealed access token */
 	int			 buckets[CACHE_BUCKETS];
 	size_t			 count;
-	size_t			 hand;	/* the next entry to fill when full */
+	size_t			 hand;	/* the next slot to fill when full */
 	double			 ttl_s;
 };
 
@@ -46,9 +53,10 @@ cache_new(double ttl_s)
 
 	if ((cache = calloc(1, sizeof(*cache))) == NULL)
 		return NULL;
-	if ((cache->entries = calloc(CACHE_ENTRIES,
-	    sizeof(*cache->entries))) == NULL) {
-		free(cache);
+	cache->slots = calloc(CACHE_ENTRIES, sizeof(*cache->slots));
+	cache->answers = calloc(CACHE_ENTRIES, sizeof(*cache->answers));
+	if (cache->slots == NULL || cache->answers == NULL) {
+		cache_free(cache);
 		return NULL;
 	}
 	cache->ttl_s = ttl_s;
@@ -61,7 +69,10 @@ cache_free(struct cache *cache)
 {
 	if (cache == NULL)
 		return;
-	free(cache->entries);
+	if (cache->slots != NULL && cache->answers != NULL)
+		cache_clear(cache);
+	free(cache->slots);
+	free(cache->answers);
 	free(cache);
 }
 
@@ -81,7 +92,7 @@ bucket_of(const char *hash_hex, const char *slug)
 
 /* The hash compare is constant-time: it is the hash of a secret. */
 static bool
-entry_is(const struct cache_entry *e, const char *hash_hex, const char *slug)
+slot_is(const struct cache_slot *e, const char *hash_hex, const char *slug)
 {
 	return strlen(hash_hex) == sizeof(e->hash) - 1 &&
 	    CRYPTO_memcmp(e->hash, hash_hex, sizeof(e->hash) - 1) == 0 &&
@@ -93,22 +104,24 @@ find(const struct cache *cache, const char *hash_hex, const char *slug)
 {
 	int	 i = cache->buckets[bucket_of(hash_hex, slug)];
 
-	for (; i != NONE; i = cache->entries[i].next)
-		if (entry_is(&cache->entries[i], hash_hex, slug))
+	for (; i != NONE; i = cache->slots[i].next)
+		if (slot_is(&cache->slots[i], hash_hex, slug))
 			return i;
 	return NONE;
 }
 
 static void
-unlink_entry(struct cache *cache, int i)
+unlink_slot(struct cache *cache, int i)
 {
-	struct cache_entry	*e = &cache->entries[i];
+	struct cache_slot	*e = &cache->slots[i];
 	int			*link = &cache->buckets[bucket_of(e->hash, e->slug)];
 
 	while (*link != NONE && *link != i)
-		link = &cache->entries[*link].next;
+		link = &cache->slots[*link].next;
 	if (*link == i)
 		*link = e->next;
+	free(cache->answers[i].integ.access_token_enc);
+	cache->answers[i].integ.access_token_enc = NULL;
 	e->used = false;
 	cache->count--;
 }
@@ -117,38 +130,43 @@ bool
 cache_get(struct cache *cache, const char *hash_hex, const char *slug,
     double now, struct db_auth *out)
 {
-	const struct cache_entry	*e;
-	int				 i;
+	const struct cache_slot	*e;
+	const char		*sealed;
+	int			 i;
 
 	if (slug == NULL)
 		slug = "";
 	if ((i = find(cache, hash_hex, slug)) == NONE)
 		return false;
-	e = &cache->entries[i];
+	e = &cache->slots[i];
 	if (now - e->stored_at >= cache->ttl_s || now < e->stored_at) {
-		unlink_entry(cache, i);
+		unlink_slot(cache, i);
 		return false;
 	}
-	*out = e->auth;
+	sealed = cache->answers[i].integ.access_token_enc;
+	*out = cache->answers[i];
+	out->integ.access_token_enc = NULL;
+	if (sealed != NULL && (out->integ.access_token_enc = strdup(sealed)) == NULL)
+		return false;
 	out->integ.db_now += (time_t)(now - e->stored_at);
 	return true;
 }
 
-/* A free entry: the next never used one, else the oldest filled. */
+/* A free slot: the next never used one, else the oldest filled. */
 static int
-take_entry(struct cache *cache)
+take_slot(struct cache *cache)
 {
 	int	 i;
 
 	for (size_t n = 0; n < CACHE_ENTRIES; n++) {
 		i = (int)cache->hand;
 		cache->hand = (cache->hand + 1) % CACHE_ENTRIES;
-		if (!cache->entries[i].used)
+		if (!cache->slots[i].used)
 			return i;
 	}
 	i = (int)cache->hand;
 	cache->hand = (cache->hand + 1) % CACHE_ENTRIES;
-	unlink_entry(cache, i);
+	unlink_slot(cache, i);
 	return i;
 }
 
@@ -156,7 +174,8 @@ void
 cache_put(struct cache *cache, const char *hash_hex, const char *slug,
     double now, const struct db_auth *a)
 {
-	struct cache_entry	*e;
+	struct cache_slot	*e;
+	char			*sealed = NULL;
 	size_t			 b;
 	int			 i;
 
@@ -165,17 +184,23 @@ cache_put(struct cache *cache, const char *hash_hex, const char *slug,
 	if (strlen(hash_hex) != sizeof(e->hash) - 1 ||
 	    strlen(slug) >= sizeof(e->slug) || !a->has_org || !a->has_integ)
 		return;
+	if (a->integ.access_token_enc != NULL &&
+	    (sealed = strdup(a->integ.access_token_enc)) == NULL)
+		return;
 	if ((i = find(cache, hash_hex, slug)) != NONE)
-		unlink_entry(cache, i);
-	i = take_entry(cache);
-	e = &cache->entries[i];
+		unlink_slot(cache, i);
+	i = take_slot(cache);
+	e = &cache->slots[i];
 	memcpy(e->hash, hash_hex, sizeof(e->hash));
 	memcpy(e->slug, slug, strlen(slug) + 1);
-	e->auth = *a;
-	e->auth.integ.access_token_enc = NULL;
-	e->auth.integ.refresh_token_enc = NULL;
+	memcpy(e->key_id, a->who.key_id, sizeof(e->key_id));
+	e->org_id = a->org.id;
+	e->key_org_id = a->who.org_id;
 	e->stored_at = now;
 	e->used = true;
+	cache->answers[i] = *a;
+	cache->answers[i].integ.access_token_enc = sealed;
+	cache->answers[i].integ.refresh_token_enc = NULL;
 	b = bucket_of(e->hash, e->slug);
 	e->next = cache->buckets[b];
 	cache->buckets[b] = i;
@@ -185,20 +210,19 @@ cache_put(struct cache *cache, const char *hash_hex, const char *slug,
 void
 cache_clear(struct cache *cache)
 {
-	for (size_t i = 0; i < CACHE_ENTRIES; i++)
-		cache->entries[i].used = false;
-	cache->count = 0;
+	for (size_t b = 0; b < CACHE_BUCKETS; b++)
+		while (cache->buckets[b] != NONE)
+			unlink_slot(cache, cache->buckets[b]);
 	cache->hand = 0;
-	buckets_empty(cache);
 }
 
 static void
 forget_key(struct cache *cache, const char *key_id)
 {
 	for (int i = 0; i < CACHE_ENTRIES; i++)
-		if (cache->entries[i].used &&
-		    strcmp(cache->entries[i].auth.who.key_id, key_id) == 0)
-			unlink_entry(cache, i);
+		if (cache->slots[i].used &&
+		    strcmp(cache->slots[i].key_id, key_id) == 0)
+			unlink_slot(cache, i);
 }
 
 /* The entries that name the org: as the path's org or as the key's own. */
@@ -206,11 +230,10 @@ static void
 forget_org(struct cache *cache, long long org_id)
 {
 	for (int i = 0; i < CACHE_ENTRIES; i++) {
-		const struct db_auth	*a = &cache->entries[i].auth;
+		const struct cache_slot	*e = &cache->slots[i];
 
-		if (cache->entries[i].used &&
-		    (a->org.id == org_id || a->who.org_id == org_id))
-			unlink_entry(cache, i);
+		if (e->used && (e->org_id == org_id || e->key_org_id == org_id))
+			unlink_slot(cache, i);
 	}
 }
 

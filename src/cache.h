@@ -1,8 +1,9 @@
 /*
  * A worker's cache of authenticated reads (issue 13, step 3): what
  * db_auth_lookup answered for an API key's hash and the org slug a path
- * names, when both the org and its integration were found. Never a token:
- * an entry's integration has no sealed tokens either. PostgreSQL keeps it
+ * names, when both the org and its integration were found. Never a
+ * decrypted token: an entry keeps the sealed access token (AES-GCM, as
+ * stored), never the refresh token. PostgreSQL keeps it
  * true (sql/010: a NOTIFY for every change, which db.c applies here before
  * each answer); entries also expire, a backstop for a silent connection.
  * A plain data structure: no I/O, no clock (callers pass "now", a
@@ -26,12 +27,16 @@ struct cache	*cache_new(double ttl_s);
 void		 cache_free(struct cache *cache);
 /*
  * true when a live entry for (hash_hex, slug) exists: *out is a copy
- * (has_integ, no tokens; its db_now moved on by the entry's age). slug
- * NULL for a path without an org.
+ * (has_integ; its own copy of the sealed access token, for
+ * db_integration_clear; no refresh token; its db_now moved on by the
+ * entry's age). slug NULL for a path without an org.
  */
 bool		 cache_get(struct cache *cache, const char *hash_hex,
 		    const char *slug, double now, struct db_auth *out);
-/* Stores a copy of a (its tokens left out), replacing the oldest entry when full. */
+/*
+ * Stores a copy of a (the sealed access token copied, the refresh token
+ * left out), replacing the oldest entry when full.
+ */
 void		 cache_put(struct cache *cache, const char *hash_hex,
 		    const char *slug, double now, const struct db_auth *a);
 /*

@@ -93,8 +93,9 @@ void		 db_auth_clear(struct db_auth *a);
 enum db_rc	 db_cache_enable(struct db *db);
 /*
  * db_auth_lookup with want_integ, answered from the cache when it holds
- * the key and org (then out->integ has no tokens: never for a handler that
- * needs them). Only complete answers (org and integration found) are kept.
+ * the key and org (then out->integ has the sealed access token but no
+ * refresh token: never for a handler that refreshes from it). Only
+ * complete answers (org and integration found) are kept.
  */
 enum db_rc	 db_auth_lookup_cached(struct db *db, const char *hash_hex,
 		    const char *slug, struct db_auth *out);

@@ -1,5 +1,5 @@
-"""The worker cache (issue 13, step 3): status and banners reads are
-answered from each worker's cache, which PostgreSQL keeps true with NOTIFY
+"""The worker cache (issue 13, step 3): status, banners and fresh-token
+reads are answered from each worker's cache, which PostgreSQL keeps true with NOTIFY
 (sql/010). A change made anywhere (the API of either host, sfconnect-admin,
 plain SQL) must be seen by every worker of every host within 100 ms: each
 test warms the caches of all workers of two hosts, makes the change, then
@@ -197,6 +197,34 @@ class CacheTest(unittest.TestCase):
             answers = hammer(SF.format(slug), viewer, 0.5)
             self.assert_seen_after(t, answers, lambda s, b: s != 200 or
                                    b.get("status") != "invalid")
+
+    def test_token_refreshed_on_other_host(self):
+        slug, admin = self.new_org()
+        service = STACK.create_key(slug, "service")
+        path = SF.format(slug) + "/token"
+        old = {b["access_token"] for _, s, b in hammer(path, service, 0.6)}
+        self.assertEqual(len(old), 1)
+        _, _, first = STACK.request("GET", path, key=service)
+        status, _, body = STACK.request(
+            "GET", path + f"?force_refresh=1&generation={first['token_generation']}",
+            key=service, port=STACK.port2)
+        self.assertEqual(status, 200, body)
+        self.assertNotIn(body["access_token"], old)
+        t = time.monotonic()
+        answers = hammer(path, service, 1.0)
+        self.assert_seen_after(t, answers, lambda s, b: s != 200 or
+                               b["access_token"] != body["access_token"])
+
+    def test_token_after_disconnect(self):
+        slug, admin = self.new_org()
+        service = STACK.create_key(slug, "service")
+        path = SF.format(slug) + "/token"
+        warm(path, service, 200)
+        status, _, body = STACK.request("DELETE", SF.format(slug), key=admin)
+        self.assertEqual(status, 200, body)
+        t = time.monotonic()
+        answers = hammer(path, service, 1.0)
+        self.assert_seen_after(t, answers, lambda s, b: s != 409)
 
     def test_new_key_answers_at_once(self):
         # Unknown keys are never cached: a key made a moment ago works.

@@ -1,6 +1,6 @@
 /*
  * Unit tests for src/cache.c (cmocka): hits and misses by key and slug,
- * tokens never kept, expiry, what each notification forgets, and reuse of
+ * only the sealed access token kept, expiry, what each notification forgets, and reuse of
  * entries when full.
  */
 #include <stdarg.h>
@@ -47,14 +47,14 @@ test_hit_miss(void **state)
 	struct cache	*c = cache_new(10);
 	struct db_auth	 a = answer("key_0000000000000001", 7, 7), got;
 	char		 h1[65], h2[65];
-	char		 token[] = "sealed";
+	char		 access[] = "v1:sealed-access", refresh[] = "v1:sealed-refresh";
 
 	(void)state;
 	assert_non_null(c);
 	hash_of(1, h1);
 	hash_of(2, h2);
-	a.integ.access_token_enc = token;
-	a.integ.refresh_token_enc = token;
+	a.integ.access_token_enc = access;
+	a.integ.refresh_token_enc = refresh;
 	assert_false(cache_get(c, h1, "org-7", 0.0, &got));
 	cache_put(c, h1, "org-7", 100.0, &a);
 	assert_int_equal(cache_count(c), 1);
@@ -62,11 +62,19 @@ test_hit_miss(void **state)
 	assert_string_equal(got.who.key_id, "key_0000000000000001");
 	assert_int_equal(got.org.id, 7);
 	assert_true(got.has_integ);
-	/* Never a token, not even a sealed one. */
-	assert_null(got.integ.access_token_enc);
+	/* The sealed access token, a copy of the caller's own; no refresh token. */
+	assert_non_null(got.integ.access_token_enc);
+	assert_ptr_not_equal(got.integ.access_token_enc, access);
+	assert_string_equal(got.integ.access_token_enc, "v1:sealed-access");
 	assert_null(got.integ.refresh_token_enc);
 	/* The database clock moves on with the entry's age. */
 	assert_int_equal(got.integ.db_now, 1002);
+	db_integration_clear(&got.integ);
+	/* The stored copy outlives the caller's. */
+	memset(access, 'x', sizeof(access) - 1);
+	assert_true(cache_get(c, h1, "org-7", 103.0, &got));
+	assert_string_equal(got.integ.access_token_enc, "v1:sealed-access");
+	db_integration_clear(&got.integ);
 	assert_false(cache_get(c, h2, "org-7", 102.5, &got));
 	assert_false(cache_get(c, h1, "org-8", 102.5, &got));
 	assert_false(cache_get(c, h1, NULL, 102.5, &got));
@@ -180,6 +188,8 @@ test_full_reuses_oldest(void **state)
 	a = answer("key_0000000000000014", 21, 21);
 	cache_put(c, h, "org", 2.0, &a);
 	assert_int_equal(cache_count(c), CACHE_ENTRIES);
+	a.integ.access_token_enc = (char *)"v1:kept";
+	cache_put(c, h, "org", 2.0, &a);
 	cache_clear(c);
 	assert_int_equal(cache_count(c), 0);
 	hash_of(20, h);
