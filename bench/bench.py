@@ -251,6 +251,33 @@ def ratios(results, suffix=""):
             print(f"  c={c:<3} new vs {suffix.lstrip('@')}: " + ", ".join(parts))
 
 
+# Issue 13's bars on the read path: (numerator, denominator, column, the
+# concurrencies, op, bar). Column 0 is req/s, 2 is p99.
+BARS = (("S", "C", 0, CONNECTIONS, ">=", 0.9, "step 2"),
+        ("N", "C", 0, CONNECTIONS, ">=", 0.9, "step 2"),
+        ("T", "C", 0, CONNECTIONS, ">=", 0.85, "step 2"),
+        ("S", "C", 2, (64,), "<=", 1.5, "step 2, p99"),
+        ("S", "B", 0, CONNECTIONS, ">=", 0.8, "step 3"),
+        ("S", "C", 0, CONNECTIONS, ">=", 1.2, "step 3"))
+
+
+def bars(results):
+    """Each bar, met or not, from the per-pass medians of the ratios."""
+    unmet = 0
+    for num, den, col, conns, op, bar, step in BARS:
+        for c in conns:
+            a, b = results.get((num, c)), results.get((den, c))
+            if not a or not b:
+                continue
+            r = statistics.median(x[col] / y[col] for x, y in zip(a, b))
+            met = r >= bar if op == ">=" else r <= bar
+            unmet += not met
+            what = f"{'p99' if col == 2 else ''}({num})/{'p99' if col == 2 else ''}({den})"
+            print(f"  bar {step:<12} c={c:<3} {what:<16} = {r:5.2f} {op} {bar}: "
+                  f"{'met' if met else 'NOT MET'}")
+    return unmet
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -327,6 +354,8 @@ def main():
         ratios(results)
         if base is not None:
             ratios(results, "@base")
+        print("bars (new):")
+        bars(results)
         print(f"forced refreshes against the simulator, {args.refreshes} one at a time:")
         for name, st, key in [("new", stack, service)] + (
                 [("base", base, bservice)] if base else []):
