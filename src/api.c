@@ -660,6 +660,19 @@ api_handle(struct app *app, const struct http_request *req,
 }
 
 int
+api_idle_fd(struct app *app)
+{
+	return app->db != NULL ? db_notify_fd(app->db) : -1;
+}
+
+void
+api_idle(struct app *app)
+{
+	if (app->db != NULL)
+		db_idle(app->db);
+}
+
+int
 api_route_label(int slot, const char **method, const char **pattern)
 {
 	if (slot < 0 || (size_t)slot > NROUTES)

@@ -40,6 +40,12 @@ struct ctx {
  */
 int	api_route_label(int slot, const char **method, const char **pattern);
 
+/*
+ * While no request is waiting: the fd to watch too (-1: none), and what to
+ * do when it is readable (take the database's notifications).
+ */
+int	api_idle_fd(struct app *app);
+void	api_idle(struct app *app);
 /* Handles one request completely, filling res. */
 void	api_handle(struct app *app, const struct http_request *req,
 	    struct http_response *res);

@@ -129,18 +129,43 @@ listen_cache(struct db *db)
 		log_warn("db_cache_off", "cannot LISTEN: reads are not cached");
 }
 
-enum db_rc
-db_ensure(struct db *db)
+/*
+ * Reads an idle connection and takes its notifications (a webhook one is
+ * kept for db_wait_notify). false when the connection is lost.
+ */
+static bool
+take_idle(struct db *db)
 {
 	if (PQstatus(db->conn) == CONNECTION_OK &&
 	    PQtransactionStatus(db->conn) == PQTRANS_IDLE &&
 	    !drain_idle(db))
 		log_warn("db_lost", "database connection lost; reconnecting");
-	if (PQstatus(db->conn) == CONNECTION_OK) {
-		/* A webhook notification is kept for db_wait_notify. */
-		db->notified = dbi_take_notifies(db);
+	if (PQstatus(db->conn) != CONNECTION_OK)
+		return false;
+	db->notified = dbi_take_notifies(db);
+	return true;
+}
+
+int
+db_notify_fd(struct db *db)
+{
+	if (!db->cache_live || PQstatus(db->conn) != CONNECTION_OK ||
+	    PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+		return -1;
+	return PQsocket(db->conn);
+}
+
+void
+db_idle(struct db *db)
+{
+	(void)take_idle(db);
+}
+
+enum db_rc
+db_ensure(struct db *db)
+{
+	if (take_idle(db))
 		return DB_OK;
-	}
 	/* What the cache holds may have changed unannounced: forget it. */
 	if (db->cache != NULL)
 		cache_clear(db->cache);

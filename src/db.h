@@ -38,8 +38,19 @@ struct db	*db_open(const char *conninfo, char *err, size_t errlen);
 /* Like db_open, but keeps the db when the server is down (db_ensure retries); NULL only on out of memory. */
 struct db	*db_new(const char *conninfo);
 void		 db_close(struct db *db);
-/* Reconnects when the connection was lost. DB_OK or DB_UNAVAILABLE. */
+/*
+ * Takes what the server sent (notifications: the cache's are applied) and
+ * reconnects when the connection was lost. DB_OK or DB_UNAVAILABLE.
+ */
 enum db_rc	 db_ensure(struct db *db);
+/*
+ * The socket to watch while waiting for work, when its notifications keep
+ * a cache true (-1: none); db_idle takes what arrived. A worker that waits
+ * long would otherwise leave its backend blocked, sending, and
+ * PostgreSQL's notification queue growing.
+ */
+int		 db_notify_fd(struct db *db);
+void		 db_idle(struct db *db);
 enum db_rc	 db_ping(struct db *db);
 enum db_rc	 db_begin(struct db *db);
 enum db_rc	 db_commit(struct db *db);

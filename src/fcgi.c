@@ -153,12 +153,13 @@ peer_text(const struct sockaddr_storage *ss, char *dst, size_t dstlen)
 /*
  * Waits for a connection on listen_fd (non-blocking, shared by the
  * workers) and accepts it: a peer outside peers, or a head that is not
- * well-formed FastCGI, is closed before libfcgi reads a byte. SIGTERM is
+ * well-formed FastCGI, is closed before libfcgi reads a byte. While it
+ * waits, it also takes what the database sends (api_idle). SIGTERM is
  * delivered only while waiting here (ppoll with waitmask). The connected
  * fd, or -1 when *stop was set or accepting failed for good.
  */
 static int
-accept_conn(int listen_fd, const struct fcgi_peers *peers,
+accept_conn(int listen_fd, struct app *app, const struct fcgi_peers *peers,
     const sigset_t *waitmask, unsigned char *head,
     volatile sig_atomic_t *stop)
 {
@@ -169,9 +170,10 @@ accept_conn(int listen_fd, const struct fcgi_peers *peers,
 	int			 fd;
 
 	while (!*stop) {
-		struct pollfd	 pfd = { listen_fd, POLLIN, 0 };
+		struct pollfd	 pfd[2] = { { listen_fd, POLLIN, 0 },
+				    { api_idle_fd(app), POLLIN, 0 } };
 
-		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
+		if (ppoll(pfd, pfd[1].fd >= 0 ? 2 : 1, NULL, waitmask) == -1) {
 			if (errno == EINTR)
 				continue;
 			log_error("accept", "poll: %s", strerror(errno));
@@ -179,6 +181,10 @@ accept_conn(int listen_fd, const struct fcgi_peers *peers,
 		}
 		if (*stop)
 			break;
+		if (pfd[1].fd >= 0 && pfd[1].revents != 0)
+			api_idle(app);
+		if (pfd[0].revents == 0)
+			continue;
 		len = sizeof(ss);
 		if ((fd = accept4(listen_fd, (struct sockaddr *)&ss, &len,
 		    SOCK_CLOEXEC)) == -1) {
@@ -252,7 +258,7 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 	sigprocmask(SIG_BLOCK, &term, &waitmask);
 	sigdelset(&waitmask, SIGTERM);
 	sigdelset(&waitmask, SIGINT);
-	while ((fd = accept_conn(listen_fd, &peers, &waitmask, head,
+	while ((fd = accept_conn(listen_fd, app, &peers, &waitmask, head,
 	    stop)) != -1) {
 		/* Kept by the FCGX_Finish_r that FCGX_Accept_r starts with. */
 		r.ipcFd = fd;

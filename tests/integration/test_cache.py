@@ -226,6 +226,27 @@ class CacheTest(unittest.TestCase):
         answers = hammer(path, service, 1.0)
         self.assert_seen_after(t, answers, lambda s, b: s != 409)
 
+    def test_idle_workers_take_notifications(self):
+        # A burst of notifications larger than the sockets hold: a worker
+        # that read them only when a request came would leave its backend
+        # blocked in ClientWrite (and PostgreSQL's queue growing) for as
+        # long as it gets no request.
+        def writing():
+            return int(STACK.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = "
+                "'ClientWrite'")[0][0])
+
+        STACK.psql("SELECT count(pg_notify('sfconnect_cache', 'o:' || (10000000000 + g))) "
+                   "FROM generate_series(1, 300000) g")
+        deadline = time.monotonic() + 10
+        while writing() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(writing(), 0, "backends still blocked sending notifications")
+        # And nobody's cache was wrongly emptied or kept: answers are right.
+        slug, admin = self.new_org()
+        status, _, body = STACK.request("GET", SF.format(slug), key=admin)
+        self.assertEqual((status, body["status"]), (200, "connected"))
+
     def test_new_key_answers_at_once(self):
         # Unknown keys are never cached: a key made a moment ago works.
         slug, admin = self.new_org()
