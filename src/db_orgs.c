@@ -132,8 +132,11 @@ db_auth_lookup_cached(struct db *db, const char *hash_hex, const char *slug,
 	double		 now = metrics_now();
 	enum db_rc	 rc;
 
-	if (db->cache_live && cache_get(db->cache, hash_hex, slug, now, out))
+	if (db->cache_live && cache_get(db->cache, hash_hex, slug, now, out)) {
+		metrics_read_cache(true);
 		return DB_OK;
+	}
+	metrics_read_cache(false);
 	rc = db_auth_lookup(db, hash_hex, slug, true, out);
 	/* A reconnect during the read LISTENs again, or leaves it uncached. */
 	if (rc == DB_OK && db->cache_live)

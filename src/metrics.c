@@ -49,6 +49,7 @@ struct shared {
 	counter		 refreshes[NOUTCOMES];
 	counter		 db_errors[METRICS_DB__MAX];
 	counter		 db_reconnects;
+	counter		 read_cache[2];	/* [0] misses, [1] hits */
 	counter		 worker_restarts;
 };
 
@@ -166,6 +167,13 @@ metrics_db_reconnect(void)
 {
 	if (shm != NULL)
 		add(&shm->db_reconnects, 1);
+}
+
+void
+metrics_read_cache(bool hit)
+{
+	if (shm != NULL)
+		add(&shm->read_cache[hit ? 1 : 0], 1);
 }
 
 void
@@ -310,6 +318,11 @@ write_process(struct buf *out)
 	    "Database connections re-established after a loss.");
 	buf_printf(out, "sfconnect_db_reconnects_total %llu\n",
 	    get(&shm->db_reconnects));
+	header(out, "sfconnect_read_cache_total", "counter",
+	    "Authenticated reads answered from a worker's cache (hit) or the database (miss).");
+	buf_printf(out, "sfconnect_read_cache_total{result=\"hit\"} %llu\n"
+	    "sfconnect_read_cache_total{result=\"miss\"} %llu\n",
+	    get(&shm->read_cache[1]), get(&shm->read_cache[0]));
 	header(out, "sfconnect_worker_restarts_total", "counter",
 	    "Children (workers, checker, deliverer) restarted after they died.");
 	buf_printf(out, "sfconnect_worker_restarts_total %llu\n",

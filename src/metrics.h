@@ -10,6 +10,8 @@
 #ifndef SFC_METRICS_H
 #define SFC_METRICS_H
 
+#include <stdbool.h>
+
 #include "buf.h"
 #include "sf.h"
 
@@ -44,6 +46,8 @@ void	metrics_sf_call(enum metrics_sf_endpoint endpoint, enum sf_kind outcome,
 void	metrics_refresh(enum sf_kind outcome);
 void	metrics_db_error(enum metrics_db_error kind);
 void	metrics_db_reconnect(void);
+/* A read of db_auth_lookup_cached, answered from the cache or not. */
+void	metrics_read_cache(bool hit);
 void	metrics_worker_restart(void);
 /* Appends the counters in the Prometheus text format (0.0.4). */
 void	metrics_write(struct buf *out);

@@ -323,6 +323,7 @@ class MetricsTest(unittest.TestCase):
                      "sfconnect_salesforce_call_duration_seconds",
                      "sfconnect_refreshes_total", "sfconnect_db_errors_total",
                      "sfconnect_db_reconnects_total", "sfconnect_worker_restarts_total",
+                     "sfconnect_read_cache_total",
                      "sfconnect_integrations", "sfconnect_check_lag_seconds",
                      "sfconnect_database_up", "sfconnect_webhook_outbox",
                      "sfconnect_webhook_deliveries_total"):
@@ -393,6 +394,22 @@ class MetricsTest(unittest.TestCase):
         assert st == 200, body
         return STACK.request("GET", path + "?force_refresh=1&generation="
                              f"{body['token_generation']}", key=service)
+
+    def test_read_cache_counted(self):
+        # A fresh key: each worker misses once at most, then hits.
+        STACK.create_org("m-cache", "Cache")
+        viewer = STACK.create_key("m-cache", "viewer")
+        _, before = scrape()
+        n = 30
+        for _ in range(n):
+            self.assertEqual(STACK.request("GET", SF.format("m-cache"), key=viewer)[0], 200)
+        _, after = scrape()
+        hits = value(after, "sfconnect_read_cache_total", result="hit") - \
+            value(before, "sfconnect_read_cache_total", result="hit")
+        misses = value(after, "sfconnect_read_cache_total", result="miss") - \
+            value(before, "sfconnect_read_cache_total", result="miss")
+        self.assertEqual(hits + misses, n)
+        self.assertLessEqual(misses, WORKERS)
 
     def test_salesforce_fault_counted(self):
         _, service = connect("metrics-sf")
