@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "cache.h"
+#include "cache_ring.h"
 #include "crypto.h"
 #include "db.h"
 #include "db_internal.h"
@@ -102,6 +103,10 @@ drain_idle(struct db *db)
 	return PQstatus(db->conn) == CONNECTION_OK;
 }
 
+/*
+ * The cache's notifications are applied; those of this session's own
+ * writes are published to the host's workers too (cache_ring.h).
+ */
 bool
 dbi_take_notifies(struct db *db)
 {
@@ -109,9 +114,11 @@ dbi_take_notifies(struct db *db)
 	bool		 other = db->notified;
 
 	while ((n = PQnotifies(db->conn)) != NULL) {
-		if (db->cache != NULL && strcmp(n->relname, DB_CACHE_CHANNEL) == 0)
+		if (db->cache != NULL && strcmp(n->relname, DB_CACHE_CHANNEL) == 0) {
 			cache_apply(db->cache, n->extra);
-		else
+			if (n->be_pid == PQbackendPID(db->conn))
+				cache_ring_publish(n->extra);
+		} else
 			other = true;
 		PQfreemem(n);
 	}
@@ -140,6 +147,8 @@ take_idle(struct db *db)
 	    PQtransactionStatus(db->conn) == PQTRANS_IDLE &&
 	    !drain_idle(db))
 		log_warn("db_lost", "database connection lost; reconnecting");
+	if (db->cache != NULL)
+		cache_ring_apply(&db->ring_seen, db->cache);
 	if (PQstatus(db->conn) != CONNECTION_OK)
 		return false;
 	db->notified = dbi_take_notifies(db);
@@ -194,6 +203,7 @@ db_cache_enable(struct db *db)
 		return DB_OK;
 	if ((db->cache = cache_new(CACHE_TTL_S)) == NULL)
 		return DB_ERROR;
+	db->ring_seen = cache_ring_head();
 	if (PQstatus(db->conn) == CONNECTION_OK)
 		listen_cache(db);
 	return DB_OK;
@@ -327,6 +337,9 @@ db_commit(struct db *db)
 enum db_rc
 db_end_request(struct db *db)
 {
+	/* The request's own writes reach the host's workers before its answer. */
+	if (db->cache != NULL && PQstatus(db->conn) == CONNECTION_OK)
+		db->notified = dbi_take_notifies(db);
 	if (PQtransactionStatus(db->conn) == PQTRANS_IDLE ||
 	    PQtransactionStatus(db->conn) == PQTRANS_UNKNOWN)
 		return DB_OK;

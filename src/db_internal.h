@@ -82,6 +82,7 @@ struct db {
 	struct cache *cache;	/* NULL: reads are not cached */
 	bool	 cache_live;	/* LISTENing for the cache on this connection */
 	bool	 notified;	/* a webhook notification was taken */
+	unsigned long long ring_seen;	/* the host's announcements applied */
 };
 
 /*

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 
 #include "app.h"
+#include "cache_ring.h"
 #include "cfg.h"
 #include "conf_check.h"
 #include "db.h"
@@ -550,6 +551,10 @@ supervise(int listen_fd, struct app *app, struct cfg *cfg)
 	if (metrics_init() == -1)
 		log_warn("metrics", "no shared memory for the counters: /metrics "
 		    "shows the database gauges only");
+	if (cache_ring_init() == -1)
+		log_warn("cache_ring", "no shared memory for the workers' "
+		    "announcements: a write is seen by the other workers when "
+		    "its NOTIFY reaches them");
 	while (!stop_requested) {
 		int workers = (int)cfg->workers;
 

@@ -52,10 +52,16 @@ Faults (each answers a Fault handle; `times=None` means "until clear()"):
 - refuse(times=None): new connections are closed at once.
 - pause() / resume(): hold / release every backend message on every
   connection.
+- delay_notifications(seconds): until clear(), each NotificationResponse
+  ('A') sent by another session's NOTIFY reaches the client `seconds` late
+  (in order; the rest of the stream goes on meanwhile). A session's own
+  notifications, which come with its statement's or COMMIT's reply, pass
+  in place: what a slow NOTIFY looks like to the listeners.
 - drop_connections(): closes every open connection now (both sides).
 """
 
 import os
+import queue
 import socket
 import struct
 import threading
@@ -220,6 +226,9 @@ class _Conn:
         self.withhold = {}           # unit -> (Fault, Statement): drop after its 'Z'
         self.stalls = {}             # unit -> seconds
         self.unit_has_request = False
+        self.backend_pid = None      # from BackendKeyData ('K')
+        self.send_lock = threading.Lock()   # whole messages to the client
+        self.late = None             # queue of (due, frame): delayed notifications
 
     # -- life
 
@@ -439,10 +448,38 @@ class _Conn:
                             return
                 if kind == b"C" and is_commit(_cstr(body, 0)[0]):
                     self.proxy._count("commits_ok")
-                if not self._send(self.client, kind + struct.pack("!I", len(body) + 4) + body):
-                    return
+                frame = kind + struct.pack("!I", len(body) + 4) + body
+                if kind == b"K" and len(body) >= 4:
+                    self.backend_pid = struct.unpack("!I", body[:4])[0]
+                delay = self.proxy.notify_delay
+                if kind == b"A" and delay and len(body) >= 4 and \
+                        struct.unpack("!I", body[:4])[0] != self.backend_pid:
+                    self._send_late(time.monotonic() + delay, frame)
+                    continue
+                with self.send_lock:
+                    if not self._send(self.client, frame):
+                        return
         finally:
             self.close()
+
+    def _send_late(self, due, frame):
+        if self.late is None:
+            self.late = queue.Queue()
+            threading.Thread(target=self._late_sender, name=f"pgproxy-n{self.id}",
+                             daemon=True).start()
+        self.late.put((due, frame))
+
+    def _late_sender(self):
+        while not self.closed.is_set():
+            try:
+                due, frame = self.late.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self.closed.wait(max(0.0, due - time.monotonic())):
+                return
+            with self.send_lock:
+                if not self._send(self.client, frame):
+                    return
 
 
 class PgProxy:
@@ -467,6 +504,7 @@ class PgProxy:
         self._thread = None
         self._stopping = threading.Event()
         self.events = []             # (monotonic time, connection id, event, detail)
+        self.notify_delay = None     # seconds (delay_notifications)
         self.counters = self._new_counters()
 
     @staticmethod
@@ -616,7 +654,13 @@ class PgProxy:
         """Disarms every fault and resumes; counters are kept."""
         with self.lock:
             self._faults_armed = []
+        self.notify_delay = None
         self._gate.set()
+
+    def delay_notifications(self, seconds):
+        """Other sessions' notifications reach every client seconds late,
+        until clear()."""
+        self.notify_delay = seconds
 
     def drop_connections(self):
         """Closes every open connection (both sides) now; answers how many."""

@@ -45,10 +45,11 @@ def key_id(key):
     return STACK.psql(f"SELECT id FROM api_keys WHERE key_hash = '{digest}'")[0][0]
 
 
-def hammer(path, key, seconds, ports=None):
-    """GETs path from THREADS connections on both hosts for seconds:
-    answers [(start time, status, body)]."""
-    ports = ports or (STACK.port, STACK.port2)
+def hammer(path, key, seconds, ports=None, stack=None):
+    """GETs path from THREADS connections on both hosts (or ports) for
+    seconds: answers [(start time, status, body)]."""
+    stack = stack or STACK
+    ports = ports or (stack.port, stack.port2)
     out = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
@@ -58,7 +59,7 @@ def hammer(path, key, seconds, ports=None):
         mine = []
         while time.monotonic() < stop:
             t0 = time.monotonic()
-            status, _, body = STACK.request("GET", path, key=key, port=port)
+            status, _, body = stack.request("GET", path, key=key, port=port)
             mine.append((t0, status, body))
         with lock:
             out.extend(mine)
@@ -68,10 +69,10 @@ def hammer(path, key, seconds, ports=None):
     return out
 
 
-def warm(path, key, want):
-    """Every worker of both hosts has read path: WORKERS*4 requests per
-    host from many connections, all answering want."""
-    for status, body in ((s, b) for _, s, b in hammer(path, key, 0.6)):
+def warm(path, key, want, ports=None, stack=None):
+    """Every worker of both hosts (or ports) has read path: many requests
+    from many connections, all answering want."""
+    for status, body in ((s, b) for _, s, b in hammer(path, key, 0.6, ports, stack)):
         assert status == want, (status, body)
 
 
@@ -263,6 +264,46 @@ class CacheTest(unittest.TestCase):
         fresh = STACK.create_key(slug, "viewer")
         _, _, body = STACK.request("GET", SF.format(slug), key=fresh)
         self.assertEqual({repr(sorted(body.items()))}, bodies)
+
+
+class OwnHostTest(unittest.TestCase):
+    """A stack of its own, whose database connections go through pgproxy."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(workers=WORKERS, pg_proxy=True)
+        cls.stack.start()
+        cls.stack.start_second_daemon()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def test_own_host_sees_a_write_at_once(self):
+        # A write answered by one worker is seen by the very next request on
+        # any worker of that host, however late NOTIFY is: here every
+        # notification of another session comes 3 s late (pgproxy).
+        st = self.stack
+        st.create_org("own", "Own host")
+        admin = st.create_key("own", "admin")
+        viewer = st.create_key("own", "viewer")
+        status, _, body = st.connect_org("own", admin, accept_json=True)
+        self.assertEqual(status, 200, body)
+        warm(SF.format("own"), viewer, 200, stack=st)
+        st.pg_proxy.delay_notifications(3.0)
+        try:
+            status, _, body = st.request("DELETE", SF.format("own"), key=admin)
+            self.assertEqual((status, body["status"]), (200, "disconnected"), body)
+            here = hammer(SF.format("own"), viewer, 0.5, ports=(st.port,), stack=st)
+            there = hammer(SF.format("own"), viewer, 0.5, ports=(st.port2,), stack=st)
+        finally:
+            st.pg_proxy.clear()
+        stale = [round(t, 3) for t, s, b in here
+                 if s != 200 or b.get("status") != "disconnected"]
+        self.assertEqual(stale, [], "stale answers on the host that wrote")
+        # The other host learns by NOTIFY only: late here, as the proxy makes it.
+        self.assertTrue(any(b.get("status") == "connected" for _, s, b in there),
+                        "the delayed NOTIFY did not delay the other host")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class MiniPg:
         self.sock.settimeout(30)
         self.sock.connect(os.path.join(host, f".s.PGSQL.{port}"))
         self.buf = b""
+        self.notifications = []      # payloads of the NotificationResponses read
         params = b"user\0" + user.encode() + b"\0database\0" + dbname.encode() + b"\0\0"
         body = struct.pack("!I", 196608) + params
         self.sock.sendall(struct.pack("!I", len(body) + 4) + body)
@@ -112,6 +113,9 @@ class MiniPg:
                 tags.append(body[:-1].decode())
             elif kind == b"E":
                 error = body.decode(errors="replace")
+            elif kind == b"A":
+                channel_end = body.index(b"\0", 4)
+                self.notifications.append(body[channel_end + 1:-1].decode())
             elif kind == b"Z":
                 if error:
                     raise PgError(error)
@@ -321,6 +325,30 @@ class ProxyTest(unittest.TestCase):
         finally:
             PROXY.resume()
             c.close()
+
+
+    def test_delay_notifications(self):
+        listener, other = mini(), mini()
+        try:
+            listener.simple("LISTEN proxy_test")
+            PROXY.delay_notifications(1.0)
+            listener.simple("NOTIFY proxy_test, 'own'")
+            self.assertEqual(listener.notifications, ["own"], "its own comes in place")
+            t0 = time.monotonic()
+            other.simple("NOTIFY proxy_test, 'foreign'")
+            listener.simple("SELECT 1")
+            self.assertEqual(listener.notifications, ["own"], "another's is late")
+            time.sleep(max(0.0, 1.3 - (time.monotonic() - t0)))
+            listener.simple("SELECT 1")
+            self.assertEqual(listener.notifications, ["own", "foreign"])
+            PROXY.clear()
+            other.simple("NOTIFY proxy_test, 'again'")
+            time.sleep(0.2)
+            listener.simple("SELECT 1")
+            self.assertEqual(listener.notifications[-1], "again")
+        finally:
+            listener.close()
+            other.close()
 
 
 class HarnessTest(unittest.TestCase):
