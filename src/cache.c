@@ -258,6 +258,8 @@ cache_apply(struct cache *cache, const char *payload)
 {
 	long long	 org_id;
 
+	if (cache->count == 0)
+		return;
 	if (strncmp(payload, "k:", 2) == 0 && payload[2] != '\0' &&
 	    strlen(payload + 2) < sizeof(((struct principal *)0)->key_id))
 		forget_key(cache, payload + 2);
