@@ -163,6 +163,48 @@ class RotatedRefusedTest(unittest.TestCase):
         self.check_refused("rot-foreign", "foreign_instance", "host_not_allowed")
 
 
+class ReusedConnectionDiesTest(unittest.TestCase):
+    """Refreshes reuse kept-alive connections. One dies after Salesforce read
+    (and used) the refresh token, before any byte of the answer: libcurl
+    would send the request again by itself on a new connection, and with
+    rotation on a used refresh token presented again revokes the grant.
+    It must not be sent again (sf_xfer.c, body_read())."""
+
+    def tearDown(self):
+        STACK.fakesf("POST", "fault/clear")
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def test_answer_lost_on_a_reused_connection_is_not_resent(self):
+        reused = False
+        for attempt in range(6):
+            # A new org each time: the lost answer rotated its token. Warm
+            # every worker's connection to the login host, then fault the
+            # next refresh; only one on a reused connection proves anything.
+            slug = f"reuse-lost-{attempt}"
+            admin, _, sf = new_connected_org(slug, rotation=True)
+            for _ in range(3):
+                st, _, body = req("POST", SF.format(slug) + "/check", key=admin)
+                self.assertEqual((st, body["status"]), (200, "connected"), body)
+            token = [g for g in STACK.fakesf("GET", "grants")
+                     if g["org_id"] == sf][0]["refresh_token"]
+            STACK.fakesf("POST", "fault", {"endpoint": "token_refresh",
+                                           "kind": "drop_after", "count": 1})
+            st, _, body = req("POST", SF.format(slug) + "/check", key=admin)
+            sent = [r for r in STACK.fakesf("GET", "requests?endpoint=token_refresh")
+                    if (r.get("form") or {}).get("refresh_token") == token]
+            self.assertEqual(len(sent), 1, f"the refresh token was sent {len(sent)} times")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["status"], "degraded", body)
+            self.assertEqual(body["last_error"]["code"], "refresh_outcome_unknown", body)
+            grant = [g for g in STACK.fakesf("GET", "grants") if g["org_id"] == sf][0]
+            self.assertFalse(grant["revoked"], grant)
+            if sent[0]["conn_seq"] > 1:
+                reused = True
+                break
+        self.assertTrue(reused, "no faulted refresh ran on a reused connection")
+        self.assertIn('"refresh_not_resent"', STACK.daemon_log())
+
+
 class BadOrgDoesNotStopChecksTest(unittest.TestCase):
     def test_invalid_utf8_from_salesforce_spares_the_batch(self):
         """One org's Salesforce error carries invalid UTF-8 (a surrogate, an
