@@ -294,6 +294,10 @@ def run_job(stack, n):
             break
         time.sleep(0.5)
     refreshed = stack.fakesf("GET", "counts")["token_refresh"] - before
+    seen = stack.fakesf("GET", f"requests?endpoint=token_refresh&limit={min(n, 10000)}")
+    fresh = sum(1 for r in seen if r.get("conn_seq") == 1)
+    print(f"check_jobs: of the job's last {len(seen)} refreshes, {fresh} opened a "
+          f"connection at the simulator", flush=True)
     if job["checked"] != n or job["total"] != n or refreshed != n:
         print(f"check_jobs: warning: {job} ({refreshed} refreshes)", flush=True)
     return job, refreshed

@@ -34,6 +34,7 @@ count_status(struct lc_counts *counts, enum integ_status status)
 }
 
 struct batch {
+	struct db		*db;	/* not owned: the one that claimed it */
 	struct integration	*rows;
 	struct sf_refresh_job	*jobs;
 	char			**refresh;
@@ -41,18 +42,43 @@ struct batch {
 	int			 n;
 };
 
+/* Frees what the batch claimed and empties it for the next claim. */
 static void
-batch_free(struct batch *b)
+batch_clear(struct batch *b)
 {
 	for (int i = 0; i < b->n; i++) {
 		secret_free(b->refresh[i]);
+		b->refresh[i] = NULL;
 		sf_token_clear(&b->jobs[i].token);
 		db_integration_clear(&b->rows[i]);
 	}
+	memset(b->jobs, 0, (size_t)b->n * sizeof(*b->jobs));
+	b->n = 0;
+}
+
+static void
+batch_free(struct batch *b)
+{
+	if (b->rows != NULL && b->jobs != NULL && b->refresh != NULL)
+		batch_clear(b);
 	free(b->rows);
 	free(b->jobs);
 	free(b->refresh);
 	free(b->status);
+}
+
+/* Room for limit rows on db; -1 out of memory (batch_free() it anyway). */
+static int
+batch_alloc(struct batch *b, struct db *db, int limit)
+{
+	memset(b, 0, sizeof(*b));
+	b->db = db;
+	b->rows = calloc((size_t)limit, sizeof(*b->rows));
+	b->jobs = calloc((size_t)limit, sizeof(*b->jobs));
+	b->refresh = calloc((size_t)limit, sizeof(*b->refresh));
+	b->status = calloc((size_t)limit, sizeof(*b->status));
+	return b->rows == NULL || b->jobs == NULL || b->refresh == NULL ||
+	    b->status == NULL ? -1 : 0;
 }
 
 /*
@@ -114,13 +140,10 @@ write_row(struct app *app, struct batch *b, int i, const char *actor,
 	    row->failure_count));
 }
 
-/* Refreshes the claimed rows of b concurrently and writes each outcome. */
-static int
-refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
+/* Opens the claimed rows' refresh tokens into the jobs of b. */
+static void
+batch_prepare(struct app *app, struct batch *b)
 {
-	long long	 generation;
-	int		 rc = DB_OK;
-
 	for (int i = 0; i < b->n; i++) {
 		b->jobs[i].login_base = b->rows[i].login_host;
 		b->refresh[i] = lci_open_column(app, b->rows[i].org_id,
@@ -130,14 +153,30 @@ refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
 			lci_job_failed(&b->jobs[i], "token_key", "the stored refresh "
 			    "token cannot be decrypted with the configured keys");
 	}
-	sf_refresh_many(app->sf, b->jobs, (size_t)b->n, limit);
-	retry_processing(app, b, limit);
+}
+
+/*
+ * Writes each refreshed outcome of b on b->db (app->db meanwhile) and
+ * commits; if that fails, every rotated refresh token is saved on its own.
+ * Between two rows, the refreshes of the next batch move on (mm, or NULL).
+ */
+static int
+batch_write(struct app *app, struct batch *b, const char *actor,
+    struct sf_many *mm)
+{
+	struct db	*home = app->db;
+	long long	 generation;
+	int		 rc = DB_OK;
+
+	app->db = b->db;
 	for (int i = 0; i < b->n; i++) {
 		lci_refuse_foreign_org(&b->rows[i], &b->jobs[i]);
 		metrics_refresh(b->jobs[i].rc == 0 ? SF_OK : b->jobs[i].err.kind);
 		b->status[i] = b->rows[i].status;
 		if (rc == DB_OK)
 			rc = write_row(app, b, i, actor, &generation);
+		if (mm != NULL)
+			sf_many_pump(mm);
 	}
 	if (rc == DB_OK)
 		rc = db_commit(app->db);
@@ -146,38 +185,151 @@ refresh_batch(struct app *app, struct batch *b, const char *actor, int limit)
 			if (b->jobs[i].token.refresh_token != NULL)
 				(void)lci_save_rotated(app, &b->rows[i], &b->jobs[i],
 				    actor, &b->status[i], &generation);
+	db_rollback(app->db);
+	app->db = home;
 	return rc;
+}
+
+/* Claims a batch of at most limit rows on b->db and opens its tokens. */
+static int
+batch_claim(struct app *app, struct batch *b, integ_status_set statuses,
+    const char *cutoff, bool due_retries, int limit)
+{
+	int	 rc;
+
+	b->n = 0;
+	if ((rc = db_begin(b->db)) != DB_OK ||
+	    (rc = db_integration_claim(b->db, statuses, cutoff, due_retries,
+	    limit, b->rows, &b->n)) != DB_OK || b->n == 0) {
+		db_rollback(b->db);
+		return rc;
+	}
+	batch_prepare(app, b);
+	return DB_OK;
+}
+
+static void
+count_batch(const struct batch *b, struct lc_counts *counts)
+{
+	for (int i = 0; i < b->n; i++)
+		count_status(counts, b->status[i]);
 }
 
 int
 lci_check_batch(struct app *app, integ_status_set statuses, const char *cutoff,
     bool due_retries, const char *actor, struct lc_counts *counts, int *n)
 {
-	struct batch	 b = { .n = 0 };
+	struct batch	 b;
 	int		 limit = (int)app->cfg->check_concurrency, rc;
 
 	*n = 0;
-	b.rows = calloc((size_t)limit, sizeof(*b.rows));
-	b.jobs = calloc((size_t)limit, sizeof(*b.jobs));
-	b.refresh = calloc((size_t)limit, sizeof(*b.refresh));
-	b.status = calloc((size_t)limit, sizeof(*b.status));
-	if (b.rows == NULL || b.jobs == NULL || b.refresh == NULL ||
-	    b.status == NULL) {
+	if (batch_alloc(&b, app->db, limit) == -1) {
 		rc = DB_ERROR;
 		goto out;
 	}
-	if ((rc = db_begin(app->db)) != DB_OK ||
-	    (rc = db_integration_claim(app->db, statuses, cutoff, due_retries,
-	    limit, b.rows, &b.n)) != DB_OK || b.n == 0)
+	if ((rc = batch_claim(app, &b, statuses, cutoff, due_retries,
+	    limit)) != DB_OK || b.n == 0)
 		goto out;
-	rc = refresh_batch(app, &b, actor, limit);
+	sf_refresh_many(app->sf, b.jobs, (size_t)b.n, limit);
+	retry_processing(app, &b, limit);
+	rc = batch_write(app, &b, actor, NULL);
 	if (rc == DB_OK)
-		for (int i = 0; i < b.n; i++)
-			count_status(counts, b.status[i]);
+		count_batch(&b, counts);
 	*n = b.n;
 out:
-	db_rollback(app->db);
 	batch_free(&b);
+	return rc;
+}
+
+/*
+ * Batches one after another on two connections: while one batch's
+ * refreshes run at Salesforce, the previous one's outcomes are written and
+ * committed, and the next is claimed, so Salesforce does not wait for the
+ * database. Every batch whose refreshes started is written before this
+ * returns, whatever failed meanwhile: a rotated token is never dropped.
+ */
+static int
+check_pipelined(struct app *app, struct lc_batches *run, struct sf_many *mm,
+    struct batch *cur, struct batch *next, int limit)
+{
+	struct batch	*t;
+	int		 rc = DB_OK, crc;
+
+	if ((rc = batch_claim(app, cur, run->statuses, run->cutoff,
+	    run->due_retries, limit)) != DB_OK || cur->n == 0) {
+		run->drained = rc == DB_OK;
+		return rc;
+	}
+	sf_many_start(mm, cur->jobs, (size_t)cur->n);
+	sf_many_wait(mm);
+	retry_processing(app, cur, limit);
+	while (cur->n > 0) {
+		next->n = 0;
+		if (rc == DB_OK && !lci_stop_pending()) {
+			if ((crc = db_ensure(next->db)) == DB_OK)
+				crc = batch_claim(app, next, run->statuses,
+				    run->cutoff, run->due_retries, limit);
+			if (crc != DB_OK)
+				rc = crc;
+			else if (next->n == 0)
+				run->drained = true;
+			else
+				sf_many_start(mm, next->jobs, (size_t)next->n);
+		}
+		if ((crc = batch_write(app, cur, run->actor, mm)) == DB_OK) {
+			count_batch(cur, run->counts);
+			run->batches++;
+			if (run->progress != NULL)
+				run->progress(run->arg);
+		} else if (rc == DB_OK)
+			rc = crc;
+		batch_clear(cur);
+		if (next->n > 0) {
+			sf_many_wait(mm);
+			retry_processing(app, next, limit);
+		}
+		t = cur;
+		cur = next;
+		next = t;
+	}
+	if (rc != DB_OK)
+		run->drained = false;
+	return rc;
+}
+
+int
+lci_check_batches(struct app *app, struct lc_batches *run)
+{
+	struct batch	 b[2];
+	struct sf_many	*mm = NULL;
+	int		 limit = (int)app->cfg->check_concurrency, rc, n;
+
+	run->batches = 0;
+	run->drained = false;
+	if (app->db_pipe == NULL) {
+		do {
+			rc = lci_check_batch(app, run->statuses, run->cutoff,
+			    run->due_retries, run->actor, run->counts, &n);
+			if (rc == DB_OK && n > 0) {
+				run->batches++;
+				if (run->progress != NULL)
+					run->progress(run->arg);
+			}
+		} while (rc == DB_OK && n > 0 && !lci_stop_pending());
+		run->drained = rc == DB_OK && n == 0;
+		return rc;
+	}
+	if (batch_alloc(&b[0], app->db, limit) == -1 ||
+	    batch_alloc(&b[1], app->db_pipe, limit) == -1 ||
+	    (mm = sf_many_new(app->sf, limit)) == NULL) {
+		rc = DB_ERROR;
+		goto out;
+	}
+	rc = check_pipelined(app, run, mm, &b[0], &b[1], limit);
+out:
+	sf_many_free(mm);
+	batch_free(&b[0]);
+	batch_free(&b[1]);
 	return rc;
 }
 
@@ -198,17 +350,19 @@ int
 lc_check_due(struct app *app, integ_status_set statuses, long older_than_s,
     bool due_retries, const char *actor, struct lc_counts *counts)
 {
-	char	 now[32], cutoff[48];
-	int	 rc, n;
+	struct lc_batches	 run = { .progress = NULL };
+	char			 now[32], cutoff[48];
+	int			 rc;
 
 	if ((rc = db_now(app->db, now)) != DB_OK)
 		return rc;
 	snprintf(cutoff, sizeof(cutoff), "%.6f", atof(now) - (double)older_than_s);
-	do {
-		rc = lci_check_batch(app, statuses, cutoff, due_retries, actor,
-		    counts, &n);
-	} while (rc == DB_OK && n > 0 && !lci_stop_pending());
-	return rc;
+	run.statuses = statuses;
+	run.cutoff = cutoff;
+	run.due_retries = due_retries;
+	run.actor = actor;
+	run.counts = counts;
+	return lci_check_batches(app, &run);
 }
 
 int
