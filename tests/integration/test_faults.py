@@ -118,6 +118,44 @@ class AmbiguousCommitTest(unittest.TestCase):
             self.assertEqual(st, 200, body)
 
 
+class PipelinedJobFaultTest(unittest.TestCase):
+    """The checker writes a batch on one connection while the next batch,
+    claimed on its second, refreshes at Salesforce. The first commit's
+    reply is lost: the batch in flight meanwhile was refreshed (rotated)
+    all the same and must still be written."""
+
+    def tearDown(self):
+        STACK.pg_proxy.clear()
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def test_job_commit_lost_keeps_the_batch_in_flight(self):
+        n = 20      # check_concurrency 8: three batches
+        orgs = [new_connected_org(f"pipe-{i}") for i in range(n)]
+        fault = STACK.pg_proxy.drop_after_commit(after="SKIP LOCKED")
+        before = STACK.fakesf("GET", "counts")["token_refresh"]
+        st, headers, body = req("POST", "/api/v1/admin/integrations/check",
+                                key=STACK.operator_key,
+                                body={"status": "connected", "older_than_s": 0},
+                                headers={"Prefer": "respond-async"})
+        self.assertEqual(st, 202, body)
+        deadline = time.monotonic() + 60
+        while True:
+            st, _, job = req("GET", headers["location"], key=STACK.operator_key)
+            self.assertEqual(st, 200, job)
+            if job["state"] == "finished":
+                break
+            self.assertLess(time.monotonic(), deadline, job)
+            time.sleep(0.2)
+        self.assertTrue(fault.fired, "the commit was not dropped")
+        self.assertGreaterEqual(STACK.fakesf("GET", "counts")["token_refresh"] - before, n)
+        for i, (_, service, sf) in enumerate(orgs):
+            STACK.assert_grant_invariant(sf_org_id=sf)
+            gen = row(f"pipe-{i}")[1]
+            st, _, body = req("GET", SF.format(f"pipe-{i}") +
+                              f"/token?force_refresh=1&generation={gen}", key=service)
+            self.assertEqual(st, 200, body)
+
+
 class TerminatedBackendsTest(unittest.TestCase):
     def test_first_write_after_backends_are_terminated_works(self):
         """Every backend is terminated (a failover, an operator's
