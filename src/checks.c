@@ -156,6 +156,60 @@ batch_prepare(struct app *app, struct batch *b)
 }
 
 /*
+ * Writes in one statement the outcomes of b that need nothing else: a
+ * refresh that succeeded of a row that was connected (no transition to
+ * record). done[i] tells which were stored; the others, and all of them
+ * when the statement fails (undone under its savepoint), are then written
+ * one by one. A db_rc that stops the batch.
+ */
+static int
+write_connected(struct app *app, struct batch *b, bool *done)
+{
+	struct db_refreshed	*w;
+	char			(*fp)[17];
+	int			*row, n = 0, rc = DB_OK;
+
+	w = calloc((size_t)b->n, sizeof(*w));
+	fp = calloc((size_t)b->n, sizeof(*fp));
+	row = calloc((size_t)b->n, sizeof(*row));
+	if (w == NULL || fp == NULL || row == NULL)
+		goto out;		/* one by one, then */
+	for (int i = 0; i < b->n; i++) {
+		if (b->jobs[i].rc != 0 || b->rows[i].status != INTEG_CONNECTED)
+			continue;
+		if (lci_seal_refreshed(app, &b->rows[i], &b->jobs[i].token,
+		    &w[n], fp[n]) == -1) {
+			lci_sealed_free(&w[n]);
+			continue;
+		}
+		row[n++] = i;
+	}
+	if (n < 2 || (rc = db_savepoint(app->db)) != DB_OK)
+		goto out;
+	if ((rc = db_integration_refreshed_many(app->db, w, (size_t)n)) !=
+	    DB_OK) {
+		if (rc == DB_UNAVAILABLE)
+			goto out;
+		log_warn("check_write_many_failed", "a batch of %d refreshed "
+		    "orgs could not be written at once; one by one", n);
+		rc = db_rollback_savepoint(app->db);
+		goto out;
+	}
+	for (int k = 0; k < n; k++)
+		if (w[k].stored) {
+			done[row[k]] = true;
+			b->status[row[k]] = INTEG_CONNECTED;
+		}
+out:
+	for (int k = 0; w != NULL && k < n; k++)
+		lci_sealed_free(&w[k]);
+	free(w);
+	free(fp);
+	free(row);
+	return rc;
+}
+
+/*
  * Writes each refreshed outcome of b on b->db (app->db meanwhile) and
  * commits; if that fails, every rotated refresh token is saved on its own.
  * Between two rows, the refreshes of the next batch move on (mm, or NULL).
@@ -166,18 +220,26 @@ batch_write(struct app *app, struct batch *b, const char *actor,
 {
 	struct db	*home = app->db;
 	long long	 generation;
+	bool		*done;
 	int		 rc = DB_OK;
 
 	app->db = b->db;
+	if ((done = calloc((size_t)b->n, sizeof(*done))) == NULL)
+		rc = DB_ERROR;
 	for (int i = 0; i < b->n; i++) {
 		lci_refuse_foreign_org(&b->rows[i], &b->jobs[i]);
 		metrics_refresh(b->jobs[i].rc == 0 ? SF_OK : b->jobs[i].err.kind);
 		b->status[i] = b->rows[i].status;
-		if (rc == DB_OK)
+	}
+	if (rc == DB_OK)
+		rc = write_connected(app, b, done);
+	for (int i = 0; i < b->n && rc == DB_OK; i++) {
+		if (!done[i])
 			rc = write_row(app, b, i, actor, &generation);
 		if (mm != NULL)
 			sf_many_pump(mm);
 	}
+	free(done);
 	if (rc == DB_OK)
 		rc = db_commit(app->db);
 	if (rc != DB_OK)
@@ -241,57 +303,66 @@ out:
 	return rc;
 }
 
+/* Writes b (see batch_write()) and counts it; *rc keeps the first failure. */
+static void
+write_counted(struct app *app, struct lc_batches *run, struct batch *b,
+    struct sf_many *mm, int *rc)
+{
+	int	 wrc;
+
+	if ((wrc = batch_write(app, b, run->actor, mm)) == DB_OK) {
+		count_batch(b, run->counts);
+		run->batches++;
+		if (run->progress != NULL)
+			run->progress(run->arg);
+	} else if (*rc == DB_OK)
+		*rc = wrc;
+	batch_clear(b);
+}
+
 /*
- * Batches one after another on two connections: while one batch's
- * refreshes run at Salesforce, the previous one's outcomes are written and
- * committed, and the next is claimed, so Salesforce does not wait for the
- * database. Every batch whose refreshes started is written before this
- * returns, whatever failed meanwhile: a rotated token is never dropped.
+ * Batches on two connections, so that Salesforce does not wait for the
+ * database: while batch a refreshes, the batch refreshed before it (b) is
+ * written and committed, and the next one is claimed on b's connection,
+ * ready to start the moment a is done. Every batch whose refreshes started
+ * is written before this returns, whatever failed meanwhile: a rotated
+ * token is never dropped.
  */
 static int
 check_pipelined(struct app *app, struct lc_batches *run, struct sf_many *mm,
-    struct batch *cur, struct batch *next, int limit)
+    struct batch *a, struct batch *b, int limit)
 {
 	struct batch	*t;
-	int		 rc = DB_OK, crc;
+	int		 rc, crc;
 
-	if ((rc = batch_claim(app, cur, run->statuses, run->cutoff,
-	    run->due_retries, limit)) != DB_OK || cur->n == 0) {
+	if ((rc = batch_claim(app, a, run->statuses, run->cutoff,
+	    run->due_retries, limit)) != DB_OK || a->n == 0) {
 		run->drained = rc == DB_OK;
 		return rc;
 	}
-	sf_many_start(mm, cur->jobs, (size_t)cur->n);
-	sf_many_wait(mm);
-	retry_processing(app, cur, limit);
-	while (cur->n > 0) {
-		next->n = 0;
+	sf_many_start(mm, a->jobs, (size_t)a->n);
+	while (a->n > 0) {
+		if (b->n > 0)
+			write_counted(app, run, b, mm, &rc);
 		if (rc == DB_OK && !lci_stop_pending()) {
-			if ((crc = db_ensure(next->db)) == DB_OK)
-				crc = batch_claim(app, next, run->statuses,
+			if ((crc = db_ensure(b->db)) == DB_OK)
+				crc = batch_claim(app, b, run->statuses,
 				    run->cutoff, run->due_retries, limit);
 			if (crc != DB_OK)
 				rc = crc;
-			else if (next->n == 0)
+			else if (b->n == 0)
 				run->drained = true;
-			else
-				sf_many_start(mm, next->jobs, (size_t)next->n);
 		}
-		if ((crc = batch_write(app, cur, run->actor, mm)) == DB_OK) {
-			count_batch(cur, run->counts);
-			run->batches++;
-			if (run->progress != NULL)
-				run->progress(run->arg);
-		} else if (rc == DB_OK)
-			rc = crc;
-		batch_clear(cur);
-		if (next->n > 0) {
-			sf_many_wait(mm);
-			retry_processing(app, next, limit);
-		}
-		t = cur;
-		cur = next;
-		next = t;
+		sf_many_wait(mm);
+		retry_processing(app, a, limit);
+		if (b->n > 0)
+			sf_many_start(mm, b->jobs, (size_t)b->n);
+		t = a;		/* a: refreshing (or none left), b: to write */
+		a = b;
+		b = t;
 	}
+	if (b->n > 0)
+		write_counted(app, run, b, NULL, &rc);
 	if (rc != DB_OK)
 		run->drained = false;
 	return rc;

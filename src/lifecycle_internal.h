@@ -25,6 +25,14 @@ double	 lci_retry_in_s(const struct app *app, enum integ_status status,
 int	 lci_apply_outcome(struct app *app, const struct integration *integ,
 	    const struct sf_refresh_job *job, const char *actor,
 	    enum integ_status *status, long long *generation);
+/*
+ * The arguments of db_integration_refreshed for tok, a refresh of integ:
+ * its tokens sealed (w->refresh_fp points into fp). 0, or -1; either way
+ * lci_sealed_free() what w holds.
+ */
+int	 lci_seal_refreshed(struct app *app, const struct integration *integ,
+	    const struct sf_token *tok, struct db_refreshed *w, char fp[17]);
+void	 lci_sealed_free(struct db_refreshed *w);
 int	 lci_write_rotated_only(struct app *app,
 	    const struct integration *integ, const char *refresh_token);
 int	 lci_save_rotated(struct app *app, const struct integration *integ,

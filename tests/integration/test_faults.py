@@ -156,6 +156,40 @@ class PipelinedJobFaultTest(unittest.TestCase):
             self.assertEqual(st, 200, body)
 
 
+class BatchWriteRefusedTest(unittest.TestCase):
+    """A check batch writes its refreshed rows in one statement. When that
+    statement fails (here a trigger refuses it), it is undone and the rows
+    are written one by one: none is left unchecked, no rotated token lost."""
+
+    def tearDown(self):
+        STACK.psql("DROP TRIGGER IF EXISTS test_refuse_many ON integrations; "
+                   "DROP FUNCTION IF EXISTS test_refuse_many()")
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def test_batch_statement_refused_writes_one_by_one(self):
+        orgs = [new_connected_org(f"many-{i}") for i in range(3)]    # rotation on
+        gens = [int(row(f"many-{i}")[1]) for i in range(3)]
+        STACK.psql("""CREATE FUNCTION test_refuse_many() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN
+                IF current_query() LIKE '%unnest($1::bigint[]%' THEN
+                    RAISE EXCEPTION 'refused by the test';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_refuse_many BEFORE UPDATE ON integrations
+                FOR EACH ROW EXECUTE FUNCTION test_refuse_many()""")
+        st, _, body = req("POST", "/api/v1/admin/integrations/check",
+                          key=STACK.operator_key,
+                          body={"status": "connected", "older_than_s": 0})
+        self.assertEqual(st, 200, body)
+        self.assertGreaterEqual(body["connected"], 3, body)
+        self.assertIn('"check_write_many_failed"', STACK.daemon_log())
+        for i, (_, _, sf) in enumerate(orgs):
+            status, gen, _, _ = row(f"many-{i}")
+            self.assertEqual((status, int(gen)), ("connected", gens[i] + 1))
+            STACK.assert_grant_invariant(sf_org_id=sf)
+
+
 class TerminatedBackendsTest(unittest.TestCase):
     def test_first_write_after_backends_are_terminated_works(self):
         """Every backend is terminated (a failover, an operator's
