@@ -3,7 +3,6 @@
  * on one curl multi handle, each transfer prepared and judged exactly as a
  * single refresh is (sfx_refresh_begin, sfx_token_finish).
  */
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -120,7 +119,6 @@ struct sf_many {
 	size_t			 nslots;
 	struct sf_refresh_job	*jobs;	/* not owned */
 	size_t			 n, next, busy;
-	bool			 failed;
 };
 
 struct sf_many *
