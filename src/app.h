@@ -13,6 +13,7 @@ struct keyring;
 struct app {
 	const struct cfg	*cfg;
 	struct db		*db;
+	struct db		*db_pipe;	/* the checker's second one, or NULL */
 	struct sf		*sf;
 	struct keyring		*keyring;
 	char			*client_secret;

@@ -13,7 +13,8 @@ lc_job_work(struct app *app, long long id, lc_progress_fn *progress,
 {
 	struct db_job_work	 w;
 	struct lc_counts	 counts = { .checked = 0 };
-	int			 rc, n;
+	struct lc_batches	 run = { .progress = progress, .arg = arg };
+	int			 rc;
 
 	*batches = 0;
 	*finished = false;
@@ -26,21 +27,19 @@ lc_job_work(struct app *app, long long id, lc_progress_fn *progress,
 		return rc;
 	if ((rc = db_job_started(app->db, w.id)) != DB_OK)
 		return rc;
-	do {
-		rc = lci_check_batch(app, w.statuses, w.cutoff, false, w.actor,
-		    &counts, &n);
-		if (rc == DB_OK && n > 0) {
-			(*batches)++;
-			if (progress != NULL)
-				progress(arg);
-		}
-	} while (rc == DB_OK && n > 0 && !lci_stop_pending());
+	run.statuses = w.statuses;
+	run.cutoff = w.cutoff;
+	run.due_retries = false;
+	run.actor = w.actor;
+	run.counts = &counts;
+	rc = lci_check_batches(app, &run);
+	*batches = run.batches;
 	if (rc != DB_OK) {
 		log_warn("check_job", "job %lld: a batch failed; it is claimed "
 		    "again later", w.id);
 		return rc;
 	}
-	if (n == 0 && (rc = db_job_finish(app->db, w.id, finished)) == DB_OK &&
+	if (run.drained && (rc = db_job_finish(app->db, w.id, finished)) == DB_OK &&
 	    *finished && counts.checked > 0)
 		log_info("check_job_finished", "job %lld finished (%d checked "
 		    "here: %d connected, %d degraded, %d invalid)", w.id,

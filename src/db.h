@@ -178,6 +178,25 @@ enum db_rc	 db_integration_refreshed(struct db *db, long long org_id,
 		    const char *refresh_fp,
 		    const char *instance_url, long long issued_at_ms,
 		    long long *generation);
+/* One row of db_integration_refreshed_many(): its arguments. */
+struct db_refreshed {
+	long long	 org_id;
+	const char	*access_enc;
+	const char	*refresh_enc;	/* NULL: not rotated */
+	const char	*refresh_fp;
+	const char	*instance_url;
+	long long	 issued_at_ms;
+	long long	 generation;	/* in: expected; out: the new one */
+	bool		 stored;	/* out */
+};
+/*
+ * db_integration_refreshed() for n rows in one statement: each written
+ * row gets stored and its new generation; the others (generation changed,
+ * disconnected) are left as they were. A db_rc: on an error, nothing was
+ * written and the transaction is aborted.
+ */
+enum db_rc	 db_integration_refreshed_many(struct db *db,
+		    struct db_refreshed *rows, size_t n);
 /*
  * A failed refresh: status degraded or invalid, tried again by itself after
  * retry_s (< 0: not).

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "buf.h"
 #include "crypto.h"
 #include "db.h"
 #include "db_internal.h"
@@ -301,6 +302,82 @@ db_integration_refreshed(struct db *db, long long org_id,
 	*generation = dbi_ll_col(res, 0, 0);
 	PQclear(res);
 	return DB_OK;
+}
+
+#define REFRESHED_ARRAY_MAX	(4 * 1024 * 1024)
+
+/* Appends v to the array literal in b, quoted (NULL: unquoted NULL). */
+static int
+array_add(struct buf *b, const char *v)
+{
+	if (b->len > 1 && buf_puts(b, ",") == -1)
+		return -1;
+	if (v == NULL)
+		return buf_puts(b, "NULL");
+	if (buf_puts(b, "\"") == -1)
+		return -1;
+	for (; *v != '\0'; v++) {
+		if ((*v == '"' || *v == '\\') && buf_puts(b, "\\") == -1)
+			return -1;
+		if (buf_append(b, v, 1) == -1)
+			return -1;
+	}
+	return buf_puts(b, "\"");
+}
+
+enum db_rc
+db_integration_refreshed_many(struct db *db, struct db_refreshed *rows,
+    size_t n)
+{
+	struct buf	 a[7];
+	const char	*params[7];
+	char		 num[24];
+	PGresult	*res = NULL;
+	enum db_rc	 rc = DB_ERROR;
+	size_t		 i, k;
+	int		 r, bad = 0;
+
+	for (k = 0; k < 7; k++) {
+		buf_init(&a[k], REFRESHED_ARRAY_MAX);
+		a[k].wipe = 1;		/* sealed tokens: cleansed all the same */
+		bad |= buf_puts(&a[k], "{");
+	}
+	for (i = 0; i < n && bad == 0; i++) {
+		snprintf(num, sizeof(num), "%lld", rows[i].org_id);
+		bad |= array_add(&a[0], num);
+		bad |= array_add(&a[1], rows[i].access_enc);
+		bad |= array_add(&a[2], rows[i].refresh_enc);
+		bad |= array_add(&a[3], rows[i].instance_url);
+		snprintf(num, sizeof(num), "%lld", rows[i].issued_at_ms);
+		bad |= array_add(&a[4], num);
+		snprintf(num, sizeof(num), "%lld", rows[i].generation);
+		bad |= array_add(&a[5], num);
+		bad |= array_add(&a[6], rows[i].refresh_fp);
+		rows[i].stored = false;
+	}
+	for (k = 0; k < 7; k++) {
+		bad |= buf_puts(&a[k], "}");
+		params[k] = a[k].data;
+	}
+	if (bad != 0)
+		goto out;
+	if ((rc = dbi_run(db, ST_INTEG_REFRESHED_MANY, 7, params, &res)) !=
+	    DB_OK)
+		goto out;
+	for (r = 0; r < PQntuples(res); r++) {
+		long long	 id = dbi_ll_col(res, r, 0);
+
+		for (i = 0; i < n; i++)
+			if (rows[i].org_id == id) {
+				rows[i].generation = dbi_ll_col(res, r, 1);
+				rows[i].stored = true;
+			}
+	}
+out:
+	PQclear(res);
+	for (k = 0; k < 7; k++)
+		buf_cleanse_free(&a[k]);
+	return rc;
 }
 
 enum db_rc

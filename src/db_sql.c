@@ -216,6 +216,31 @@ const char *const db_stmt_sql[ST__MAX] = {
 	    "failure_count = 0, next_retry_at = NULL, updated_at = now() "
 	    "WHERE org_id = $1 AND status <> 'disconnected' "
 	    "AND token_generation = $6 RETURNING token_generation",
+	/*
+	 * ST_INTEG_REFRESHED for many rows at once (a check batch): $1..$7 are
+	 * arrays of its parameters, row by row. Answers the rows written.
+	 */
+	[ST_INTEG_REFRESHED_MANY] =
+	    "UPDATE integrations i SET status = 'connected', "
+	    "access_token_enc = u.access_enc, "
+	    "refresh_token_enc = coalesce(u.refresh_enc, i.refresh_token_enc), "
+	    "refresh_token_fp = CASE WHEN u.refresh_enc IS NULL "
+	    "  THEN i.refresh_token_fp ELSE u.fp END, "
+	    "instance_url = u.instance_url, "
+	    "issued_at = to_timestamp(u.issued_ms::double precision / 1000), "
+	    "token_generation = i.token_generation + 1, "
+	    "last_refreshed_at = clock_timestamp(), "
+	    "last_checked_at = clock_timestamp(), "
+	    "last_error_kind = NULL, last_error_code = NULL, "
+	    "last_error_message = NULL, last_error_at = NULL, "
+	    "failure_count = 0, next_retry_at = NULL, updated_at = now() "
+	    "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
+	    "  $5::bigint[], $6::bigint[], $7::text[]) "
+	    "  AS u(org_id, access_enc, refresh_enc, instance_url, issued_ms, "
+	    "  generation, fp) "
+	    "WHERE i.org_id = u.org_id AND i.status <> 'disconnected' "
+	    "AND i.token_generation = u.generation "
+	    "RETURNING i.org_id, i.token_generation",
 	[ST_INTEG_FAILED] =
 	    "UPDATE integrations SET status = $2, last_error_kind = $3, "
 	    "last_error_code = $4, last_error_message = $5, "

@@ -147,26 +147,52 @@ static int
 write_refreshed(struct app *app, const struct integration *integ,
     const struct sf_token *tok, long long *generation)
 {
-	char	 aad[128], fp[17] = "", *access_enc = NULL, *refresh_enc = NULL;
-	int	 rc = DB_ERROR;
+	struct db_refreshed	 w;
+	char			 fp[17];
+	int			 rc = DB_ERROR;
 
+	if (lci_seal_refreshed(app, integ, tok, &w, fp) == 0) {
+		rc = db_integration_refreshed(app->db, w.org_id, w.access_enc,
+		    w.refresh_enc, w.refresh_fp, w.instance_url,
+		    w.issued_at_ms, &w.generation);
+		*generation = w.generation;
+	}
+	lci_sealed_free(&w);
+	return rc;
+}
+
+int
+lci_seal_refreshed(struct app *app, const struct integration *integ,
+    const struct sf_token *tok, struct db_refreshed *w, char fp[17])
+{
+	char	 aad[128], *access_enc, *refresh_enc = NULL;
+
+	memset(w, 0, sizeof(*w));
+	w->org_id = integ->org_id;
+	w->instance_url = tok->instance_url;
+	w->issued_at_ms = tok->issued_at_ms;
+	w->generation = integ->token_generation;
 	sealed_aad(aad, sizeof(aad), integ->org_id, "access_token");
 	if ((access_enc = keyring_seal(app->keyring, aad, tok->access_token)) == NULL)
-		goto out;
+		return -1;
+	w->access_enc = access_enc;
 	if (tok->refresh_token != NULL) {
 		if ((refresh_enc = seal_refresh(app, integ->org_id,
 		    tok->refresh_token)) == NULL)
-			goto out;
+			return -1;
 		crypto_fingerprint(tok->refresh_token, fp);
+		w->refresh_enc = refresh_enc;
+		w->refresh_fp = fp;
 	}
-	*generation = integ->token_generation;
-	rc = db_integration_refreshed(app->db, integ->org_id, access_enc,
-	    refresh_enc, refresh_enc ? fp : NULL, tok->instance_url,
-	    tok->issued_at_ms, generation);
-out:
-	free(access_enc);
-	free(refresh_enc);
-	return rc;
+	return 0;
+}
+
+void
+lci_sealed_free(struct db_refreshed *w)
+{
+	free((char *)w->access_enc);
+	free((char *)w->refresh_enc);
+	w->access_enc = w->refresh_enc = NULL;
 }
 
 /*

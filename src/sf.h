@@ -125,4 +125,19 @@ struct sf_refresh_job {
 void	sf_refresh_many(struct sf *sf, struct sf_refresh_job *jobs, size_t n,
 	    int max_parallel);
 
+/*
+ * The same, in steps, so that a caller works meanwhile (writes the previous
+ * batch): sf_many_start() begins the jobs, sf_many_pump() moves them on
+ * without waiting, sf_many_wait() returns once all ended. jobs must stay
+ * put until then. One struct sf_many keeps its handles (and so libcurl's
+ * caches) from batch to batch; sf_many_free() waits for what runs.
+ */
+struct sf_many;
+struct sf_many	*sf_many_new(struct sf *sf, int max_parallel);
+void	sf_many_start(struct sf_many *mm, struct sf_refresh_job *jobs,
+	    size_t n);
+void	sf_many_pump(struct sf_many *mm);
+void	sf_many_wait(struct sf_many *mm);
+void	sf_many_free(struct sf_many *mm);
+
 #endif

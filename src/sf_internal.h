@@ -72,6 +72,8 @@ struct sf_xfer {
 	struct curl_slist	*hdrs;
 	char			*auth;		/* "Authorization: Bearer ..." */
 	struct sink		 sink;
+	size_t			 body_read;	/* of r->form, by curl (once) */
+	bool			 resend_refused; /* curl tried to send it again */
 	char			 host[HOST_LEN_MAX + 1];
 	char			 errbuf[CURL_ERROR_SIZE];
 };

@@ -36,6 +36,7 @@
 #define SF_CALLBACK_PATH	"/api/v1/oauth/salesforce/callback"
 #define SF_CONNECT_TIMEOUT_MS	5000L
 #define SF_RESPONSE_PRESIZE	(16 * 1024)	/* one allocation for usual answers */
+#define SF_ONCE_MAXAGE_S	10L	/* idle seconds a refresh reuses a connection */
 
 /* ---------------------------------------------------------------- HTTP */
 
@@ -77,6 +78,55 @@ headers_free(struct curl_slist *list)
 	for (l = list; l != NULL; l = l->next)
 		OPENSSL_cleanse(l->data, strlen(l->data));
 	curl_slist_free_all(list);
+}
+
+/*
+ * A refresh's body reaches curl through body_read(), not as
+ * CURLOPT_POSTFIELDS, so that curl cannot send it twice by itself. libcurl
+ * re-sends a request on a new connection when a reused connection ended
+ * before any byte of the answer (Curl_retry_request(): the server closed
+ * it idle just as the request went out, or died after reading it).
+ * Salesforce may have used the refresh token by then, and presenting a
+ * used one again, with rotation on, revokes the grant. So once any byte of
+ * the body went to curl, a new connection for the same transfer
+ * (body_sockopt()) and a rewind of the body (body_seek()) are refused: the
+ * transfer fails as refresh_outcome_unknown. A body not yet read never
+ * left: curl may still send it on another connection.
+ */
+static size_t
+body_read(char *out, size_t size, size_t n, void *arg)
+{
+	struct sf_xfer	*x = arg;
+	size_t		 len = size * n, left = x->r->formlen - x->body_read;
+
+	if (len > left)
+		len = left;
+	memcpy(out, x->r->form + x->body_read, len);
+	x->body_read += len;
+	return len;
+}
+
+static int
+body_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct sf_xfer	*x = arg;
+
+	if (offset == 0 && origin == SEEK_SET && x->body_read == 0)
+		return CURL_SEEKFUNC_OK;
+	x->resend_refused = true;
+	return CURL_SEEKFUNC_FAIL;
+}
+
+static int
+body_sockopt(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+	struct sf_xfer	*x = arg;
+
+	(void)fd;
+	if (purpose != CURLSOCKTYPE_IPCXN || x->body_read == 0)
+		return CURL_SOCKOPT_OK;
+	x->resend_refused = true;
+	return CURL_SOCKOPT_ERROR;
 }
 
 /* Empties x so that xfer_end() may be called on it. */
@@ -161,7 +211,20 @@ xfer_start(struct sf *sf, CURL *c, struct sf_xfer *x, struct sf_req *r,
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->out->max);
 	SET(CURLOPT_WRITEFUNCTION, sink_write);
 	SET(CURLOPT_WRITEDATA, &x->sink);
-	if (r->form != NULL) {
+	if (r->form != NULL && r->once) {
+		x->body_read = 0;
+		x->resend_refused = false;
+		SET(CURLOPT_POST, 1L);
+		SET(CURLOPT_READFUNCTION, body_read);
+		SET(CURLOPT_READDATA, x);
+		SET(CURLOPT_SEEKFUNCTION, body_seek);
+		SET(CURLOPT_SEEKDATA, x);
+		SET(CURLOPT_SOCKOPTFUNCTION, body_sockopt);
+		SET(CURLOPT_SOCKOPTDATA, x);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->formlen);
+		/* Well inside any server's keep-alive: fewer closes in flight. */
+		SET(CURLOPT_MAXAGE_CONN, SF_ONCE_MAXAGE_S);
+	} else if (r->form != NULL) {
 		SET(CURLOPT_POST, 1L);
 		SET(CURLOPT_POSTFIELDS, r->form);
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->formlen);
@@ -184,6 +247,8 @@ request_sent(struct sf_xfer *x)
 {
 	long	 sent = 0;
 
+	if (x->body_read > 0)
+		return true;
 	return curl_easy_getinfo(x->c, CURLINFO_REQUEST_SIZE, &sent) ==
 	    CURLE_OK && sent > 0;
 }
@@ -233,6 +298,10 @@ xfer_done(struct sf_xfer *x, CURLcode rc, struct sf_error *err)
 		sf_classify_transport(rc, x->host, x->errbuf, err);
 		log_warn("sf_http_failed", "%s %s: %s (%s)", r->what, x->host,
 		    err->code, err->message);
+		if (x->resend_refused)
+			log_warn("refresh_not_resent", "%s %s: the connection died "
+			    "before an answer; libcurl's own re-send was refused",
+			    r->what, x->host);
 		if (r->once && request_sent(x))
 			outcome_unknown(x, err);
 		return -1;
@@ -461,20 +530,16 @@ sfx_refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
 		sf_err_set(err, SF_CONFIG, "internal", "no refresh token");
 		return -1;
 	}
+	/*
+	 * Sent at most once (see body_read()): connections are reused, but
+	 * libcurl cannot re-send the refresh token by itself.
+	 */
+	p->r.once = true;
 	if (post_begin(sf, c, p, "token", login_base, "/services/oauth2/token",
 	    f, ARRAY_LEN(f), err) == -1)
 		return -1;
-	/*
-	 * libcurl silently re-sends a request whose reused connection died
-	 * before any answer. Salesforce may have used the refresh token by
-	 * then; with rotation on, presenting it again revokes the whole grant.
-	 * A request on a fresh connection is never re-sent.
-	 */
-	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
 	/* An answer lost to a timeout is costly here: the refresh waits longer. */
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, sf->cfg->refresh_timeout_ms);
-	p->r.once = true;
 	return 0;
 }
 

@@ -253,7 +253,9 @@ checker_main(struct app *app)
 	sigaddset(&term, SIGTERM);
 	sigaddset(&term, SIGINT);
 	sigprocmask(SIG_SETMASK, &term, NULL);
+	/* Two connections: a batch is written while the next refreshes. */
 	if ((app->db = db_new(app->cfg->database_url)) == NULL ||
+	    (app->db_pipe = db_new(app->cfg->database_url)) == NULL ||
 	    (app->sf = sf_new(app->cfg, app->client_secret)) == NULL)
 		return 1;
 	log_info("checker_started", "background check every %lds",
@@ -274,6 +276,7 @@ checker_main(struct app *app)
 		sigprocmask(SIG_SETMASK, &term, NULL);
 	}
 	sf_free(app->sf);
+	db_close(app->db_pipe);
 	db_close(app->db);
 	return 0;
 }

@@ -858,8 +858,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     after_fault = None                  # a fault that acts once the answer is ready
 
+    conn_seq = 0                        # requests so far on this connection
+
     def dispatch(self):
         self.after_fault = None
+        self.conn_seq += 1
         path, query, form, raw = self.parse()
         try:
             if path.startswith("/__control/"):
@@ -902,7 +905,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st.record({"endpoint": endpoint, "method": self.command, "path": path,
                        "host": self.headers.get("Host"), "form": form, "query": query,
                        "authorization": self.headers.get("Authorization"),
-                       "at": time.time()})
+                       "conn_seq": self.conn_seq, "at": time.time()})
         if self.command not in methods:
             return self.send_json(405, [{"errorCode": "METHOD_NOT_ALLOWED",
                                          "message": f"HTTP Method '{self.command}' not allowed"}])

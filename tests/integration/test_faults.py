@@ -118,6 +118,78 @@ class AmbiguousCommitTest(unittest.TestCase):
             self.assertEqual(st, 200, body)
 
 
+class PipelinedJobFaultTest(unittest.TestCase):
+    """The checker writes a batch on one connection while the next batch,
+    claimed on its second, refreshes at Salesforce. The first commit's
+    reply is lost: the batch in flight meanwhile was refreshed (rotated)
+    all the same and must still be written."""
+
+    def tearDown(self):
+        STACK.pg_proxy.clear()
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def test_job_commit_lost_keeps_the_batch_in_flight(self):
+        n = 20      # check_concurrency 8: three batches
+        orgs = [new_connected_org(f"pipe-{i}") for i in range(n)]
+        fault = STACK.pg_proxy.drop_after_commit(after="SKIP LOCKED")
+        before = STACK.fakesf("GET", "counts")["token_refresh"]
+        st, headers, body = req("POST", "/api/v1/admin/integrations/check",
+                                key=STACK.operator_key,
+                                body={"status": "connected", "older_than_s": 0},
+                                headers={"Prefer": "respond-async"})
+        self.assertEqual(st, 202, body)
+        deadline = time.monotonic() + 60
+        while True:
+            st, _, job = req("GET", headers["location"], key=STACK.operator_key)
+            self.assertEqual(st, 200, job)
+            if job["state"] == "finished":
+                break
+            self.assertLess(time.monotonic(), deadline, job)
+            time.sleep(0.2)
+        self.assertTrue(fault.fired, "the commit was not dropped")
+        self.assertGreaterEqual(STACK.fakesf("GET", "counts")["token_refresh"] - before, n)
+        for i, (_, service, sf) in enumerate(orgs):
+            STACK.assert_grant_invariant(sf_org_id=sf)
+            gen = row(f"pipe-{i}")[1]
+            st, _, body = req("GET", SF.format(f"pipe-{i}") +
+                              f"/token?force_refresh=1&generation={gen}", key=service)
+            self.assertEqual(st, 200, body)
+
+
+class BatchWriteRefusedTest(unittest.TestCase):
+    """A check batch writes its refreshed rows in one statement. When that
+    statement fails (here a trigger refuses it), it is undone and the rows
+    are written one by one: none is left unchecked, no rotated token lost."""
+
+    def tearDown(self):
+        STACK.psql("DROP TRIGGER IF EXISTS test_refuse_many ON integrations; "
+                   "DROP FUNCTION IF EXISTS test_refuse_many()")
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def test_batch_statement_refused_writes_one_by_one(self):
+        orgs = [new_connected_org(f"many-{i}") for i in range(3)]    # rotation on
+        gens = [int(row(f"many-{i}")[1]) for i in range(3)]
+        STACK.psql("""CREATE FUNCTION test_refuse_many() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN
+                IF current_query() LIKE '%unnest($1::bigint[]%' THEN
+                    RAISE EXCEPTION 'refused by the test';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_refuse_many BEFORE UPDATE ON integrations
+                FOR EACH ROW EXECUTE FUNCTION test_refuse_many()""")
+        st, _, body = req("POST", "/api/v1/admin/integrations/check",
+                          key=STACK.operator_key,
+                          body={"status": "connected", "older_than_s": 0})
+        self.assertEqual(st, 200, body)
+        self.assertGreaterEqual(body["connected"], 3, body)
+        self.assertIn('"check_write_many_failed"', STACK.daemon_log())
+        for i, (_, _, sf) in enumerate(orgs):
+            status, gen, _, _ = row(f"many-{i}")
+            self.assertEqual((status, int(gen)), ("connected", gens[i] + 1))
+            STACK.assert_grant_invariant(sf_org_id=sf)
+
+
 class TerminatedBackendsTest(unittest.TestCase):
     def test_first_write_after_backends_are_terminated_works(self):
         """Every backend is terminated (a failover, an operator's
@@ -161,6 +233,48 @@ class RotatedRefusedTest(unittest.TestCase):
 
     def test_foreign_instance_url(self):
         self.check_refused("rot-foreign", "foreign_instance", "host_not_allowed")
+
+
+class ReusedConnectionDiesTest(unittest.TestCase):
+    """Refreshes reuse kept-alive connections. One dies after Salesforce read
+    (and used) the refresh token, before any byte of the answer: libcurl
+    would send the request again by itself on a new connection, and with
+    rotation on a used refresh token presented again revokes the grant.
+    It must not be sent again (sf_xfer.c, body_read())."""
+
+    def tearDown(self):
+        STACK.fakesf("POST", "fault/clear")
+        STACK.fakesf("POST", "config", {"rotation": False})
+
+    def test_answer_lost_on_a_reused_connection_is_not_resent(self):
+        reused = False
+        for attempt in range(6):
+            # A new org each time: the lost answer rotated its token. Warm
+            # every worker's connection to the login host, then fault the
+            # next refresh; only one on a reused connection proves anything.
+            slug = f"reuse-lost-{attempt}"
+            admin, _, sf = new_connected_org(slug, rotation=True)
+            for _ in range(3):
+                st, _, body = req("POST", SF.format(slug) + "/check", key=admin)
+                self.assertEqual((st, body["status"]), (200, "connected"), body)
+            token = [g for g in STACK.fakesf("GET", "grants")
+                     if g["org_id"] == sf][0]["refresh_token"]
+            STACK.fakesf("POST", "fault", {"endpoint": "token_refresh",
+                                           "kind": "drop_after", "count": 1})
+            st, _, body = req("POST", SF.format(slug) + "/check", key=admin)
+            sent = [r for r in STACK.fakesf("GET", "requests?endpoint=token_refresh")
+                    if (r.get("form") or {}).get("refresh_token") == token]
+            self.assertEqual(len(sent), 1, f"the refresh token was sent {len(sent)} times")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["status"], "degraded", body)
+            self.assertEqual(body["last_error"]["code"], "refresh_outcome_unknown", body)
+            grant = [g for g in STACK.fakesf("GET", "grants") if g["org_id"] == sf][0]
+            self.assertFalse(grant["revoked"], grant)
+            if sent[0]["conn_seq"] > 1:
+                reused = True
+                break
+        self.assertTrue(reused, "no faulted refresh ran on a reused connection")
+        self.assertIn('"refresh_not_resent"', STACK.daemon_log())
 
 
 class BadOrgDoesNotStopChecksTest(unittest.TestCase):
