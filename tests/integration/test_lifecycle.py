@@ -522,8 +522,10 @@ class DegradedTest(LifecycleCase):
                        "transient", "salesforce_unavailable")
 
     def test_dropped_connection(self):
-        # Two drops: libcurl re-sends a request once by itself when a reused
-        # connection dies before any answer (see the report on issue 4).
+        # Two drops, so that the test holds whichever the connection: libcurl
+        # would re-send once by itself when a reused connection dies before
+        # any answer; sf_xfer.c refuses that re-send for a refresh (the first
+        # drop is then refresh_outcome_unknown, transient as well).
         self._degraded("deg-drop", {"endpoint": "token_refresh", "kind": "drop",
                                     "count": 2},
                        "transient", "salesforce_unavailable")

@@ -673,7 +673,8 @@ REFRESH_CASES = {
     "timeout": (DELAY, {}),
     "status500": ({"kind": "status500"}, {}),
     "malformed": ({"kind": "malformed"}, {}),
-    # Two drops: libcurl re-sends once by itself on a reused connection.
+    # Two drops, whichever the connection: libcurl's own re-send on a reused
+    # connection is refused for a refresh (ReusedConnectionDiesTest).
     "dropped": ({"kind": "drop", "count": 2}, {}),
     "dropped_mid_body": ("midbody", {"via_proxy": True}),
     "tls_untrusted": ("tls", {}),
