@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,6 +26,17 @@
 #define HEAD_TIMEOUT_MS	10000
 /* How often a connection whose parameters are incomplete is looked at again. */
 #define HEAD_POLL_MS	10
+/*
+ * The input buffer of libfcgi 2.4.2's FCGX_Accept_r: its first read takes
+ * everything that had come, up to this much.
+ */
+#define LIBFCGI_IN_BUF	8192
+
+/* The room of libfcgi's output buffer, where every response byte goes. */
+struct out_room {
+	unsigned char	*start;
+	unsigned char	*stop;
+};
 
 /* http_param_fn over the request's FastCGI environment. */
 static const char *
@@ -44,10 +56,17 @@ fcgi_read(char *dst, size_t n, void *arg)
 	return FCGX_GetStr(dst, n > INT_MAX ? INT_MAX : (int)n, r->in);
 }
 
-/* Writes the response; -1 when the connection failed. */
+/*
+ * Writes the response and ends the request's streams: closing the error
+ * stream (never written) first leaves the output stream the last writer,
+ * so the response, its end and FCGI_END_REQUEST go out in one write.
+ * -1 when the connection failed.
+ */
 static int
 write_response(FCGX_Request *r, const struct http_response *res)
 {
+	int	 rc;
+
 	FCGX_FPrintF(r->out, "Status: %d %s\r\n", res->status,
 	    http_status_text(res->status));
 	if (res->status != 204 && res->status != 303)
@@ -59,24 +78,24 @@ write_response(FCGX_Request *r, const struct http_response *res)
 	FCGX_PutS("\r\n", r->out);
 	if (res->body.len > 0)
 		FCGX_PutStr(res->body.data, (int)res->body.len, r->out);
-	FCGX_FFlush(r->out);
-	return FCGX_GetError(r->out) == 0 ? 0 : -1;
+	rc = FCGX_FClose(r->err);
+	rc |= FCGX_FClose(r->out);
+	return rc == 0 ? 0 : -1;
 }
 
 /*
  * Overwrites what libfcgi kept of the request and the response: the
  * parameters (the Authorization header's API key) and the output buffer
  * (a token or a new API key). Every byte written goes through that buffer
- * (FCGX_PutStr copies into it); after FCGX_FFlush it is empty, and its
- * free room, [wrNext, stop), is the whole buffer but the record header.
+ * (FCGX_PutStr copies into it), whose room was noted when the request
+ * was accepted; libfcgi frees it in FCGX_Finish_r.
  */
 static void
-wipe_request(FCGX_Request *r)
+wipe_request(FCGX_Request *r, const struct out_room *room)
 {
-	if (r->out != NULL && r->out->wrNext != NULL &&
-	    r->out->stop > r->out->wrNext)
-		OPENSSL_cleanse(r->out->wrNext,
-		    (size_t)(r->out->stop - r->out->wrNext));
+	if (room->start != NULL && room->stop > room->start)
+		OPENSSL_cleanse(room->start,
+		    (size_t)(room->stop - room->start));
 	for (char **e = r->envp; e != NULL && *e != NULL; e++)
 		OPENSSL_cleanse(*e, strlen(*e));
 }
@@ -93,46 +112,57 @@ now_ms(void)
 /*
  * Waits until the connection fd has sent the whole head of its request
  * (fcgi_head_check), looking at it with MSG_PEEK so that libfcgi reads it
- * all afterwards. buf has FCGI_HEAD_MAX bytes; it is wiped before return.
- * *seen: how many bytes had come (0: closed or silent, e.g. a probe).
+ * all afterwards; what has come is looked at before polling, as it has
+ * mostly come with the connection. buf has FCGI_HEAD_MAX bytes; it is
+ * wiped before return. *seen: how many bytes had come (0: closed or
+ * silent, e.g. a probe); *whole: the request had come to its end in
+ * those bytes (fcgi_request_end).
  */
 static enum fcgi_head
-head_wait(int fd, unsigned char *buf, size_t *seen)
+head_wait(int fd, unsigned char *buf, size_t *seen, bool *whole)
 {
 	enum fcgi_head	 v = FCGI_HEAD_BAD;
 	long		 deadline = now_ms() + HEAD_TIMEOUT_MS, left;
 	ssize_t		 n = 0, got;
+	short		 revents = 0;
 
-	while ((left = deadline - now_ms()) > 0) {
+	*whole = false;
+	for (;;) {
 		struct pollfd	 pfd = { fd, POLLRDHUP, 0 };
 
+		got = recv(fd, buf, FCGI_HEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
+		if (got == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			;
+		else if (got <= 0)
+			break;
+		else if (got == n) {
+			if (revents & (POLLRDHUP | POLLHUP | POLLERR))
+				break;
+		} else {
+			n = got;
+			if ((v = fcgi_head_check(buf, (size_t)n)) !=
+			    FCGI_HEAD_MORE)
+				break;
+			if (n == FCGI_HEAD_MAX) {
+				v = FCGI_HEAD_BAD;
+				break;
+			}
+		}
+		if ((left = deadline - now_ms()) <= 0)
+			break;
 		/* Once something has come, POLLIN stays set: poll the timeout. */
 		if (n == 0)
 			pfd.events |= POLLIN;
 		if (poll(&pfd, 1, n == 0 ? (int)left : left < HEAD_POLL_MS ?
 		    (int)left : HEAD_POLL_MS) == -1 && errno != EINTR)
 			break;
-		got = recv(fd, buf, FCGI_HEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
-		if (got == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == EINTR))
-			continue;
-		if (got <= 0)
-			break;
-		if (got == n) {
-			if (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))
-				break;
-			continue;
-		}
-		n = got;
-		if ((v = fcgi_head_check(buf, (size_t)n)) != FCGI_HEAD_MORE)
-			break;
-		if (n == FCGI_HEAD_MAX) {
-			v = FCGI_HEAD_BAD;
-			break;
-		}
+		revents = pfd.revents;
 	}
 	if (v == FCGI_HEAD_MORE)
 		v = FCGI_HEAD_BAD;
+	if (v == FCGI_HEAD_OK)
+		*whole = fcgi_request_end(buf, (size_t)n) > 0;
 	OPENSSL_cleanse(buf, (size_t)n);
 	*seen = (size_t)n;
 	return v;
@@ -160,7 +190,7 @@ peer_text(const struct sockaddr_storage *ss, char *dst, size_t dstlen)
  */
 static int
 accept_conn(int listen_fd, struct app *app, const struct fcgi_peers *peers,
-    const sigset_t *waitmask, unsigned char *head,
+    const sigset_t *waitmask, unsigned char *head, bool *whole,
     volatile sig_atomic_t *stop)
 {
 	struct sockaddr_storage	 ss;
@@ -207,7 +237,7 @@ accept_conn(int listen_fd, struct app *app, const struct fcgi_peers *peers,
 			close(fd);
 			continue;
 		}
-		if (head_wait(fd, head, &seen) != FCGI_HEAD_OK) {
+		if (head_wait(fd, head, &seen, whole) != FCGI_HEAD_OK) {
 			if (seen > 0)
 				log_warn("fastcgi_bad_request", "connection "
 				    "closed: malformed, oversized or incomplete "
@@ -216,6 +246,7 @@ accept_conn(int listen_fd, struct app *app, const struct fcgi_peers *peers,
 			close(fd);
 			continue;
 		}
+		*whole = *whole && seen <= LIBFCGI_IN_BUF;
 		return fd;
 	}
 	return -1;
@@ -227,6 +258,9 @@ accept_conn(int listen_fd, struct app *app, const struct fcgi_peers *peers,
  * listen socket is -1, so a connection it drops is not followed by an
  * accept of its own). SIGTERM stays blocked from the accept to the end of
  * the response, parameters included: a request once accepted finishes.
+ * A connection whose request libfcgi has read to its end is closed here;
+ * any other, by libfcgi, which first reads what the peer still sends
+ * (lest a reset lose the response).
  */
 int
 fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
@@ -239,7 +273,9 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 	const char		*list = app->cfg->fastcgi_allowed_peers;
 	unsigned char		*head = NULL;
 	char			 err[256];
+	struct out_room		 room;
 	int			 fd, flags, ret = -1;
+	bool			 whole;
 
 	if (list == NULL || list[0] == '\0')
 		list = FCGI_PEERS_DEFAULT;
@@ -259,12 +295,14 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 	sigdelset(&waitmask, SIGTERM);
 	sigdelset(&waitmask, SIGINT);
 	while ((fd = accept_conn(listen_fd, app, &peers, &waitmask, head,
-	    stop)) != -1) {
+	    &whole, stop)) != -1) {
 		/* Kept by the FCGX_Finish_r that FCGX_Accept_r starts with. */
 		r.ipcFd = fd;
 		r.keepConnection = 1;
 		if (FCGX_Accept_r(&r) != 0)
 			continue;	/* libfcgi refused it and closed fd */
+		room.start = r.out->wrNext;
+		room.stop = r.out->stop;
 		http_request_init(&req);
 		http_response_init(&res);
 		/* A flag set in req is answered by api_handle (400, 413). */
@@ -276,9 +314,13 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 		log_set_request_id(NULL);
 		http_response_free(&res);
 		http_request_free(&req);
-		wipe_request(&r);
+		wipe_request(&r, &room);
 		r.keepConnection = 0;	/* one request per connection */
+		if (whole)
+			r.ipcFd = -1;
 		FCGX_Finish_r(&r);
+		if (whole)
+			close(fd);
 	}
 	FCGX_Free(&r, 1);
 	ret = 0;
