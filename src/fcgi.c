@@ -36,6 +36,7 @@
 struct out_room {
 	unsigned char	*start;
 	unsigned char	*stop;
+	size_t		 used;	/* bytes put there (more: it was refilled) */
 };
 
 /* http_param_fn over the request's FastCGI environment. */
@@ -56,28 +57,53 @@ fcgi_read(char *dst, size_t n, void *arg)
 	return FCGX_GetStr(dst, n > INT_MAX ? INT_MAX : (int)n, r->in);
 }
 
+/* Puts n bytes of s on out, counting them in *used. */
+static void
+put(FCGX_Stream *out, const char *s, size_t n, size_t *used)
+{
+	if (n > 0)
+		FCGX_PutStr(s, n > INT_MAX ? INT_MAX : (int)n, out);
+	*used += n;
+}
+
+static void
+put_str(FCGX_Stream *out, const char *s, size_t *used)
+{
+	put(out, s, strlen(s), used);
+}
+
 /*
  * Writes the response and ends the request's streams: closing the error
  * stream (never written) first leaves the output stream the last writer,
  * so the response, its end and FCGI_END_REQUEST go out in one write.
- * -1 when the connection failed.
+ * room->used: the response's bytes. -1 when the connection failed.
  */
 static int
-write_response(FCGX_Request *r, const struct http_response *res)
+write_response(FCGX_Request *r, const struct http_response *res,
+    struct out_room *room)
 {
+	char	 num[24];
 	int	 rc;
 
-	FCGX_FPrintF(r->out, "Status: %d %s\r\n", res->status,
-	    http_status_text(res->status));
-	if (res->status != 204 && res->status != 303)
-		FCGX_FPrintF(r->out, "Content-Type: %s\r\n", res->content_type);
-	FCGX_FPrintF(r->out, "Content-Length: %lu\r\n",
-	    (unsigned long)res->body.len);
-	if (res->headers.len > 0)
-		FCGX_PutStr(res->headers.data, (int)res->headers.len, r->out);
-	FCGX_PutS("\r\n", r->out);
-	if (res->body.len > 0)
-		FCGX_PutStr(res->body.data, (int)res->body.len, r->out);
+	room->used = 0;
+	snprintf(num, sizeof(num), "%d", res->status);
+	put_str(r->out, "Status: ", &room->used);
+	put_str(r->out, num, &room->used);
+	put_str(r->out, " ", &room->used);
+	put_str(r->out, http_status_text(res->status), &room->used);
+	put_str(r->out, "\r\n", &room->used);
+	if (res->status != 204 && res->status != 303) {
+		put_str(r->out, "Content-Type: ", &room->used);
+		put_str(r->out, res->content_type, &room->used);
+		put_str(r->out, "\r\n", &room->used);
+	}
+	snprintf(num, sizeof(num), "%lu", (unsigned long)res->body.len);
+	put_str(r->out, "Content-Length: ", &room->used);
+	put_str(r->out, num, &room->used);
+	put_str(r->out, "\r\n", &room->used);
+	put(r->out, res->headers.data, res->headers.len, &room->used);
+	put_str(r->out, "\r\n", &room->used);
+	put(r->out, res->body.data, res->body.len, &room->used);
 	rc = FCGX_FClose(r->err);
 	rc |= FCGX_FClose(r->out);
 	return rc == 0 ? 0 : -1;
@@ -88,14 +114,19 @@ write_response(FCGX_Request *r, const struct http_response *res)
  * parameters (the Authorization header's API key) and the output buffer
  * (a token or a new API key). Every byte written goes through that buffer
  * (FCGX_PutStr copies into it), whose room was noted when the request
- * was accepted; libfcgi frees it in FCGX_Finish_r.
+ * was accepted; libfcgi frees it in FCGX_Finish_r. A response that fitted
+ * in the room left nothing past its length.
  */
 static void
 wipe_request(FCGX_Request *r, const struct out_room *room)
 {
-	if (room->start != NULL && room->stop > room->start)
+	size_t	 size;
+
+	if (room->start != NULL && room->stop > room->start) {
+		size = (size_t)(room->stop - room->start);
 		OPENSSL_cleanse(room->start,
-		    (size_t)(room->stop - room->start));
+		    room->used < size ? room->used : size);
+	}
 	for (char **e = r->envp; e != NULL && *e != NULL; e++)
 		OPENSSL_cleanse(*e, strlen(*e));
 }
@@ -303,13 +334,14 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 			continue;	/* libfcgi refused it and closed fd */
 		room.start = r.out->wrNext;
 		room.stop = r.out->stop;
+		room.used = (size_t)(room.stop - room.start);	/* all, until written */
 		http_request_init(&req);
 		http_response_init(&res);
 		/* A flag set in req is answered by api_handle (400, 413). */
 		(void)http_request_parse(&req, fcgi_param, fcgi_read, &r);
 		log_set_request_id(req.request_id);
 		api_handle(app, &req, &res);
-		if (write_response(&r, &res) == -1)
+		if (write_response(&r, &res, &room) == -1)
 			log_warn("write_failed", "client went away");
 		log_set_request_id(NULL);
 		http_response_free(&res);
