@@ -1,7 +1,6 @@
 #include <ctype.h>
 #include <string.h>
 
-
 #include "http.h"
 
 void
