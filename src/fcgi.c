@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,22 @@
  * everything that had come, up to this much.
  */
 #define LIBFCGI_IN_BUF	8192
+
+/*
+ * What the accept loop waits on: an epoll instance holding the listen
+ * socket with EPOLLEXCLUSIVE, so that a connection wakes one waiting
+ * worker rather than all of them (which then but one find nothing to
+ * accept), and the database socket while api_idle_fd names one. A socket
+ * closed and another opened under the same number (a reconnect) silently
+ * leaves epoll: the database socket's entry is re-armed (EPOLL_CTL_MOD, or
+ * ADD when it is gone) once after each request. Without epoll (a kernel
+ * before 4.5), ppoll.
+ */
+struct waiter {
+	int	 epfd;		/* -1: ppoll */
+	int	 dbfd;		/* the database socket in epfd, or -1 */
+	bool	 stale;		/* dbfd may have been replaced since */
+};
 
 /* The room of libfcgi's output buffer, where every response byte goes. */
 struct out_room {
@@ -211,30 +228,100 @@ peer_text(const struct sockaddr_storage *ss, char *dst, size_t dstlen)
 		snprintf(dst, dstlen, "?");
 }
 
+/* w->epfd with listen_fd in it, or -1 (then ppoll is used). */
+static void
+waiter_init(struct waiter *w, int listen_fd)
+{
+	struct epoll_event	 ev = { EPOLLIN | EPOLLEXCLUSIVE, { 0 } };
+
+	w->dbfd = -1;
+	w->stale = false;
+	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		return;
+	ev.data.fd = listen_fd;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, listen_fd, &ev) == -1) {
+		close(w->epfd);
+		w->epfd = -1;
+	}
+}
+
+/* Makes the database socket in w->epfd dbfd (-1: none). */
+static void
+waiter_watch_db(struct waiter *w, int dbfd)
+{
+	struct epoll_event	 ev = { EPOLLIN, { 0 } };
+
+	if (w->dbfd != -1 && w->dbfd != dbfd)
+		(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->dbfd, NULL);
+	w->dbfd = -1;
+	if (dbfd < 0)
+		return;
+	ev.data.fd = dbfd;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, dbfd, &ev) == 0 ||
+	    (errno == ENOENT &&
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, dbfd, &ev) == 0))
+		w->dbfd = dbfd;
+}
+
+/*
+ * Waits, with waitmask, until listen_fd or the database socket
+ * (api_idle_fd) is readable: *conn, *db. 0, or -1 with errno.
+ */
+static int
+waiter_wait(struct waiter *w, int listen_fd, struct app *app,
+    const sigset_t *waitmask, bool *conn, bool *db)
+{
+	struct epoll_event	 ev[2];
+	int			 dbfd = api_idle_fd(app), n;
+
+	*conn = *db = false;
+	if (w->epfd == -1) {
+		struct pollfd	 pfd[2] = { { listen_fd, POLLIN, 0 },
+				    { dbfd, POLLIN, 0 } };
+
+		if (ppoll(pfd, dbfd >= 0 ? 2 : 1, NULL, waitmask) == -1)
+			return -1;
+		*conn = pfd[0].revents != 0;
+		*db = dbfd >= 0 && pfd[1].revents != 0;
+		return 0;
+	}
+	if (dbfd != w->dbfd || (w->stale && dbfd >= 0))
+		waiter_watch_db(w, dbfd);
+	w->stale = false;
+	if ((n = epoll_pwait(w->epfd, ev, 2, -1, waitmask)) == -1)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (ev[i].data.fd == listen_fd)
+			*conn = true;
+		else
+			*db = true;
+	}
+	return 0;
+}
+
 /*
  * Waits for a connection on listen_fd (non-blocking, shared by the
  * workers) and accepts it: a peer outside peers, or a head that is not
  * well-formed FastCGI, is closed before libfcgi reads a byte. While it
  * waits, it also takes what the database sends (api_idle). SIGTERM is
- * delivered only while waiting here (ppoll with waitmask). The connected
+ * delivered only while waiting here (waiter_wait). The connected
  * fd, or -1 when *stop was set or accepting failed for good.
  */
 static int
-accept_conn(int listen_fd, struct app *app, const struct fcgi_peers *peers,
-    const sigset_t *waitmask, unsigned char *head, bool *whole,
-    volatile sig_atomic_t *stop)
+accept_conn(int listen_fd, struct app *app, struct waiter *w,
+    const struct fcgi_peers *peers, const sigset_t *waitmask,
+    unsigned char *head, bool *whole, volatile sig_atomic_t *stop)
 {
 	struct sockaddr_storage	 ss;
 	socklen_t		 len;
 	char			 text[INET6_ADDRSTRLEN];
 	size_t			 seen;
 	int			 fd;
+	bool			 conn, db;
 
+	w->stale = true;	/* a request may have reconnected */
 	while (!*stop) {
-		struct pollfd	 pfd[2] = { { listen_fd, POLLIN, 0 },
-				    { api_idle_fd(app), POLLIN, 0 } };
-
-		if (ppoll(pfd, pfd[1].fd >= 0 ? 2 : 1, NULL, waitmask) == -1) {
+		if (waiter_wait(w, listen_fd, app, waitmask, &conn, &db) == -1) {
 			if (errno == EINTR)
 				continue;
 			log_error("accept", "poll: %s", strerror(errno));
@@ -242,9 +329,11 @@ accept_conn(int listen_fd, struct app *app, const struct fcgi_peers *peers,
 		}
 		if (*stop)
 			break;
-		if (pfd[1].fd >= 0 && pfd[1].revents != 0)
+		if (db) {
 			api_idle(app);
-		if (pfd[0].revents == 0)
+			w->stale = true;
+		}
+		if (!conn)
 			continue;
 		len = sizeof(ss);
 		if ((fd = accept4(listen_fd, (struct sockaddr *)&ss, &len,
@@ -305,6 +394,7 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 	unsigned char		*head = NULL;
 	char			 err[256];
 	struct out_room		 room;
+	struct waiter		 w = { -1, -1, false };
 	int			 fd, flags, ret = -1;
 	bool			 whole;
 
@@ -319,13 +409,14 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 	    (head = malloc(FCGI_HEAD_MAX)) == NULL ||
 	    FCGX_Init() != 0 || FCGX_InitRequest(&r, -1, 0) != 0)
 		goto out;
+	waiter_init(&w, listen_fd);
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
 	sigaddset(&term, SIGINT);
 	sigprocmask(SIG_BLOCK, &term, &waitmask);
 	sigdelset(&waitmask, SIGTERM);
 	sigdelset(&waitmask, SIGINT);
-	while ((fd = accept_conn(listen_fd, app, &peers, &waitmask, head,
+	while ((fd = accept_conn(listen_fd, app, &w, &peers, &waitmask, head,
 	    &whole, stop)) != -1) {
 		/* Kept by the FCGX_Finish_r that FCGX_Accept_r starts with. */
 		r.ipcFd = fd;
@@ -357,6 +448,8 @@ fcgi_serve(int listen_fd, struct app *app, volatile sig_atomic_t *stop)
 	FCGX_Free(&r, 1);
 	ret = 0;
 out:
+	if (w.epfd != -1)
+		close(w.epfd);
 	free(head);
 	return ret;
 }
