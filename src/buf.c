@@ -142,8 +142,10 @@ buf_steal(struct buf *b)
 void
 buf_free(struct buf *b)
 {
-	if (b->wipe && b->data != NULL)
-		OPENSSL_cleanse(b->data, b->cap);
+	if (b->wipe) {
+		buf_cleanse_free(b);
+		return;
+	}
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
@@ -165,5 +167,7 @@ buf_cleanse_free(struct buf *b)
 {
 	if (b->data != NULL)
 		OPENSSL_cleanse(b->data, b->cap);
-	buf_free(b);
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
 }

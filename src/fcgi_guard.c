@@ -10,6 +10,7 @@
 #define FCGI_VERSION_1		1
 #define FCGI_BEGIN_REQUEST	1
 #define FCGI_PARAMS		4
+#define FCGI_STDIN		5
 #define FCGI_HEADER_LEN		8
 #define FCGI_BEGIN_BODY_LEN	8
 
@@ -264,4 +265,32 @@ fcgi_head_check(const unsigned char *p, size_t n)
 		/* Records of another request id are skipped, as libfcgi does. */
 		off += FCGI_HEADER_LEN + clen + pad;
 	}
+}
+
+size_t
+fcgi_request_end(const unsigned char *p, size_t n)
+{
+	size_t		 off = 0, clen, pad;
+	unsigned	 type, id, reqid = 0;
+
+	if (n > FCGI_HEAD_MAX)
+		n = FCGI_HEAD_MAX;
+	while (n - off >= FCGI_HEADER_LEN) {
+		const unsigned char *h = p + off;
+
+		type = h[1];
+		id = (unsigned)h[2] << 8 | h[3];
+		clen = (size_t)h[4] << 8 | h[5];
+		pad = h[6];
+		if (h[0] != FCGI_VERSION_1 ||
+		    n - off - FCGI_HEADER_LEN < clen + pad)
+			return 0;
+		off += FCGI_HEADER_LEN + clen + pad;
+		if (type == FCGI_BEGIN_REQUEST && reqid == 0)
+			reqid = id;
+		else if (reqid != 0 && id == reqid && type == FCGI_STDIN &&
+		    clen == 0)
+			return off;
+	}
+	return 0;
 }

@@ -69,4 +69,12 @@ enum fcgi_head {
  */
 enum fcgi_head fcgi_head_check(const unsigned char *p, size_t n);
 
+/*
+ * For a head that fcgi_head_check judged OK: when the first n bytes also
+ * hold the end of the request's FCGI_STDIN (its empty record), so that
+ * a FastCGI client has nothing more to send, the offset just past that
+ * record; otherwise 0.
+ */
+size_t	fcgi_request_end(const unsigned char *p, size_t n);
+
 #endif

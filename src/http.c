@@ -1,8 +1,6 @@
 #include <ctype.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "http.h"
 
 void
@@ -32,10 +30,8 @@ http_response_init(struct http_response *res)
 void
 http_response_free(struct http_response *res)
 {
-	if (res->body.data != NULL)
-		OPENSSL_cleanse(res->body.data, res->body.cap);
 	buf_free(&res->headers);
-	buf_free(&res->body);
+	buf_cleanse_free(&res->body);
 }
 
 int

@@ -1,4 +1,6 @@
 #include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -7,6 +9,14 @@
 #include "http_parse.h"
 
 #define READ_CHUNK	8192
+/* A generated request id: this many random bytes, in hex. */
+#define ID_BYTES	16
+/* Ids drawn from libcrypto at once (each RAND_bytes costs a getpid). */
+#define ID_BATCH	64
+
+static unsigned char	 id_pool[ID_BYTES * ID_BATCH];
+static size_t		 id_left;	/* ids of id_pool not handed out */
+static bool		 id_pool_forked;	/* the fork handler is set */
 
 /* Copies parameter name into dst; sets req->too_long when it does not fit. */
 static void
@@ -58,20 +68,50 @@ parse_path(struct http_request *req, http_param_fn *param_fn,
 	req->path[len] = '\0';
 }
 
+/* In a child of fork: the parent's ids are its own. */
+static void
+id_pool_forget(void)
+{
+	memset(id_pool, 0, sizeof(id_pool));
+	id_left = 0;
+}
+
+/* The random bytes of a new request id. 0, or -1 (out zeroed). */
+static int
+random_id(unsigned char out[ID_BYTES])
+{
+	if (!id_pool_forked) {
+		if (pthread_atfork(NULL, NULL, id_pool_forget) != 0)
+			goto fail;
+		id_pool_forked = true;
+	}
+	if (id_left == 0) {
+		if (crypto_random(id_pool, sizeof(id_pool)) == -1)
+			goto fail;
+		id_left = ID_BATCH;
+	}
+	id_left--;
+	memcpy(out, id_pool + id_left * ID_BYTES, ID_BYTES);
+	memset(id_pool + id_left * ID_BYTES, 0, ID_BYTES);
+	return 0;
+fail:
+	memset(out, 0, ID_BYTES);
+	return -1;
+}
+
 /* An insane caller id is replaced, not an error. */
 static void
 parse_request_id(struct http_request *req, http_param_fn *param_fn,
     void *arg)
 {
 	const char	*given = param_fn("HTTP_X_REQUEST_ID", arg);
-	unsigned char	 raw[16];
+	unsigned char	 raw[ID_BYTES];
 
 	if (given != NULL && http_request_id_ok(given)) {
 		snprintf(req->request_id, sizeof(req->request_id), "%s", given);
 		return;
 	}
-	if (crypto_random(raw, sizeof(raw)) == -1)
-		memset(raw, 0, sizeof(raw));
+	(void)random_id(raw);
 	crypto_hex(raw, sizeof(raw), req->request_id);
 }
 

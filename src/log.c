@@ -1,4 +1,6 @@
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -10,6 +12,50 @@ static enum log_level	 min_level = LOGL_INFO;
 static char		 current_request_id[65];
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+/*
+ * What every line repeats, kept: the process id (a system call each time
+ * otherwise), forgotten in a child of fork, and the second of the last
+ * line, formatted.
+ */
+static long		 line_pid;
+static bool		 line_pid_forked;	/* fork handler set */
+static time_t		 line_sec = -1;
+static char		 line_ts[32];
+
+static void
+forget_pid(void)
+{
+	line_pid = 0;
+}
+
+static long
+log_pid(void)
+{
+	if (line_pid == 0) {
+		if (!line_pid_forked) {
+			if (pthread_atfork(NULL, NULL, forget_pid) != 0)
+				return (long)getpid();
+			line_pid_forked = true;
+		}
+		line_pid = (long)getpid();
+	}
+	return line_pid;
+}
+
+/* The UTC second t as 2026-12-02T13:09:06. */
+static const char *
+log_second(time_t t)
+{
+	struct tm	 tm;
+
+	if (t != line_sec) {
+		gmtime_r(&t, &tm);
+		strftime(line_ts, sizeof(line_ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		line_sec = t;
+	}
+	return line_ts;
+}
 
 void
 log_set_level(enum log_level level)
@@ -59,9 +105,8 @@ put_escaped(char *out, size_t pos, size_t cap, const char *s)
 void
 log_msg(enum log_level level, const char *event, const char *fmt, ...)
 {
-	char		 msg[1024], line[3072], ts[32];
+	char		 msg[1024], line[3072];
 	struct timespec	 now;
-	struct tm	 tm;
 	va_list		 ap;
 	size_t		 pos;
 
@@ -72,12 +117,10 @@ log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	va_end(ap);
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-
 	pos = (size_t)snprintf(line, sizeof(line),
-	    "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"pid\":%ld,", ts,
-	    now.tv_nsec / 1000000, level_names[level], (long)getpid());
+	    "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"pid\":%ld,",
+	    log_second(now.tv_sec), now.tv_nsec / 1000000, level_names[level],
+	    log_pid());
 	if (current_request_id[0] != '\0') {
 		pos += (size_t)snprintf(line + pos, sizeof(line) - pos,
 		    "\"request_id\":\"");

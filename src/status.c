@@ -7,6 +7,7 @@
 #include "api.h"
 #include "sf.h"
 #include "status.h"
+#include "util.h"
 
 #define BANNER_HREF	"/admin/integrations"
 #define ALERT_AFTER_DEFAULT_S	21600
@@ -210,15 +211,56 @@ status_banner(const struct integration *integ)
 	return banner;
 }
 
+/*
+ * The members of the status object are added under their names as
+ * constants (cJSON_AddItemToObjectCS: not copied, not freed); their
+ * values are copied, as the object may outlive integ.
+ */
+static void
+add_item(cJSON *obj, const char *name, cJSON *item)
+{
+	if (!cJSON_AddItemToObjectCS(obj, name, item))
+		cJSON_Delete(item);
+}
+
+/* obj[name]: s, or null when s is empty (api_add_str_or_null). */
+static void
+add_str_or_null(cJSON *obj, const char *name, const char *s)
+{
+	add_item(obj, name, s == NULL || *s == '\0' ? cJSON_CreateNull() :
+	    cJSON_CreateString(s));
+}
+
+/* obj[name]: t in RFC 3339, or null when 0 (api_add_time_or_null). */
+static void
+add_time_or_null(cJSON *obj, const char *name, time_t t)
+{
+	char	 ts[21];
+
+	if (t == 0) {
+		add_item(obj, name, cJSON_CreateNull());
+		return;
+	}
+	time_rfc3339(t, ts);
+	add_item(obj, name, cJSON_CreateString(ts));
+}
+
 /* root[name]: a new object when present, else null (and NULL returned). */
 static cJSON *
 add_object_or_null(cJSON *root, const char *name, bool present)
 {
+	cJSON	*o;
+
 	if (!present) {
-		cJSON_AddNullToObject(root, name);
+		add_item(root, name, cJSON_CreateNull());
 		return NULL;
 	}
-	return cJSON_AddObjectToObject(root, name);
+	if ((o = cJSON_CreateObject()) == NULL ||
+	    !cJSON_AddItemToObjectCS(root, name, o)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
 }
 
 static void
@@ -229,9 +271,9 @@ add_user(cJSON *root, const struct integration *integ)
 
 	if (user == NULL)
 		return;
-	cJSON_AddStringToObject(user, "id", integ->sf_user_id);
-	api_add_str_or_null(user, "username", integ->sf_username);
-	api_add_str_or_null(user, "display_name", integ->sf_display_name);
+	add_item(user, "id", cJSON_CreateString(integ->sf_user_id));
+	add_str_or_null(user, "username", integ->sf_username);
+	add_str_or_null(user, "display_name", integ->sf_display_name);
 }
 
 static void
@@ -242,10 +284,11 @@ add_last_error(cJSON *root, const struct integration *integ)
 
 	if (err == NULL)
 		return;
-	cJSON_AddStringToObject(err, "kind", integ->last_error_kind);
-	cJSON_AddStringToObject(err, "code", integ->last_error_code);
-	cJSON_AddStringToObject(err, "message", integ->last_error_message);
-	api_add_time_or_null(err, "at", integ->last_error_at);
+	add_item(err, "kind", cJSON_CreateString(integ->last_error_kind));
+	add_item(err, "code", cJSON_CreateString(integ->last_error_code));
+	add_item(err, "message",
+	    cJSON_CreateString(integ->last_error_message));
+	add_time_or_null(err, "at", integ->last_error_at);
 }
 
 cJSON *
@@ -255,25 +298,25 @@ status_object(const struct integration *integ)
 
 	if ((root = cJSON_CreateObject()) == NULL)
 		return NULL;
-	cJSON_AddStringToObject(root, "org", integ->org_slug);
-	cJSON_AddStringToObject(root, "provider", "salesforce");
-	cJSON_AddStringToObject(root, "status", integ_status_name(integ->status));
-	api_add_str_or_null(root, "salesforce_org_id", integ->sf_org_id);
+	add_item(root, "org", cJSON_CreateString(integ->org_slug));
+	add_item(root, "provider", cJSON_CreateString("salesforce"));
+	add_item(root, "status",
+	    cJSON_CreateString(integ_status_name(integ->status)));
+	add_str_or_null(root, "salesforce_org_id", integ->sf_org_id);
 	add_user(root, integ);
-	api_add_str_or_null(root, "instance_url", integ->instance_url);
-	api_add_str_or_null(root, "environment", integ->environment);
-	api_add_str_or_null(root, "login_host", integ->login_host);
-	api_add_time_or_null(root, "connected_at", integ->connected_at);
-	api_add_str_or_null(root, "connected_by", integ->connected_by);
-	api_add_time_or_null(root, "last_refreshed_at", integ->last_refreshed_at);
-	api_add_time_or_null(root, "last_checked_at", integ->last_checked_at);
+	add_str_or_null(root, "instance_url", integ->instance_url);
+	add_str_or_null(root, "environment", integ->environment);
+	add_str_or_null(root, "login_host", integ->login_host);
+	add_time_or_null(root, "connected_at", integ->connected_at);
+	add_str_or_null(root, "connected_by", integ->connected_by);
+	add_time_or_null(root, "last_refreshed_at", integ->last_refreshed_at);
+	add_time_or_null(root, "last_checked_at", integ->last_checked_at);
 	add_last_error(root, integ);
-	api_add_str_or_null(root, "previous_salesforce_org_id",
+	add_str_or_null(root, "previous_salesforce_org_id",
 	    integ->previous_sf_org_id);
-	api_add_str_or_null(root, "scope", integ->scope);
-	if ((banner = status_banner(integ)) != NULL)
-		cJSON_AddItemToObject(root, "banner", banner);
-	else
-		cJSON_AddNullToObject(root, "banner");
+	add_str_or_null(root, "scope", integ->scope);
+	if ((banner = status_banner(integ)) == NULL)
+		banner = cJSON_CreateNull();
+	add_item(root, "banner", banner);
 	return root;
 }

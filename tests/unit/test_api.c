@@ -859,6 +859,106 @@ test_status_connected(void **state)
 	cJSON_Delete(o);
 }
 
+/*
+ * The exact bytes of a status object with every member set, a banner and
+ * characters that JSON escapes (as printed before its keys were constants).
+ */
+static void
+test_status_bytes(void **state)
+{
+	static const char	*want[] = {
+		/* connected */
+		"{\"org\":\"acme\",\"provider\":\"salesforce\",\"status\":\"c"
+		    "onnected\",\"salesforce_org_id\":\"00D5g000004XyZaEAK\",\"sa"
+		    "lesforce_user\":{\"id\":\"0055g00000AdaAdAAJ\",\"username\":"
+		    "\"ada@acme.example\",\"display_name\":\"Ada \\\"the\\\" Admi"
+		    "n\\\\\\t\xc3""\xa9""\"},\"instance_url\":\"https://acme.my.s"
+		    "alesforce.com\",\"environment\":\"production\",\"login_host"
+		    "\":\"https://login.salesforce.com\",\"connected_at\":\"2026-"
+		    "05-28T20:26:40Z\",\"connected_by\":\"admin key\",\"last_refr"
+		    "eshed_at\":\"2026-05-28T20:28:20Z\",\"last_checked_at\":\"20"
+		    "26-05-28T20:30:00Z\",\"last_error\":null,\"previous_salesfor"
+		    "ce_org_id\":\"00D5g000004XyZbEAK\",\"scope\":\"api refresh_t"
+		    "oken\",\"banner\":null}",
+		/* invalid: last_error and a banner */
+		"{\"org\":\"acme\",\"provider\":\"salesforce\",\"status\":\"i"
+		    "nvalid\",\"salesforce_org_id\":\"00D5g000004XyZaEAK\",\"sale"
+		    "sforce_user\":{\"id\":\"0055g00000AdaAdAAJ\",\"username\":\""
+		    "ada@acme.example\",\"display_name\":\"Ada \\\"the\\\" Admin"
+		    "\\\\\\t\xc3""\xa9""\"},\"instance_url\":\"https://acme.my.sa"
+		    "lesforce.com\",\"environment\":\"production\",\"login_host\""
+		    ":\"https://login.salesforce.com\",\"connected_at\":\"2026-05"
+		    "-28T20:26:40Z\",\"connected_by\":\"admin key\",\"last_refres"
+		    "hed_at\":\"2026-05-28T20:28:20Z\",\"last_checked_at\":\"2026"
+		    "-05-28T20:30:00Z\",\"last_error\":{\"kind\":\"invalid\",\"co"
+		    "de\":\"invalid_grant\",\"message\":\"expired access/refresh "
+		    "token\\n\",\"at\":\"2026-05-28T20:30:50Z\"},\"previous_sales"
+		    "force_org_id\":\"00D5g000004XyZbEAK\",\"scope\":\"api refres"
+		    "h_token\",\"banner\":{\"level\":\"error\",\"code\":\"salesfo"
+		    "rce_token_invalid\",\"message\":\"Salesforce is disconnected"
+		    ": the connection's refresh token was revoked or expired. An "
+		    "admin must reconnect Salesforce.\",\"hint\":\"The likely cau"
+		    "ses, in order: the app's Refresh Token Policy ended it (in S"
+		    "alesforce Setup, set the Refresh Token Policy of the app (co"
+		    "nnected app or external client app) to \\\"Refresh token is "
+		    "valid until revoked\\\"); a user or an admin revoked the app"
+		    "'s access; it was not used for 30 days; a sixth approval by "
+		    "the same user replaced it. Then reconnect.\",\"hint_code\":"
+		    "\"refresh_token_policy\",\"action\":{\"label\":\"Reconnect\""
+		    ",\"href\":\"/admin/integrations\"}}}",
+	};
+	struct integration	 integ;
+	cJSON			*o;
+	char			*text;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+		memset(&integ, 0, sizeof(integ));
+		snprintf(integ.org_slug, sizeof(integ.org_slug), "acme");
+		integ.status = i == 0 ? INTEG_CONNECTED : INTEG_INVALID;
+		snprintf(integ.sf_org_id, sizeof(integ.sf_org_id),
+		    "00D5g000004XyZaEAK");
+		snprintf(integ.sf_user_id, sizeof(integ.sf_user_id),
+		    "0055g00000AdaAdAAJ");
+		snprintf(integ.sf_username, sizeof(integ.sf_username),
+		    "ada@acme.example");
+		snprintf(integ.sf_display_name, sizeof(integ.sf_display_name),
+		    "Ada \"the\" Admin\\\t\xc3\xa9");
+		snprintf(integ.instance_url, sizeof(integ.instance_url),
+		    "https://acme.my.salesforce.com");
+		snprintf(integ.environment, sizeof(integ.environment),
+		    "production");
+		snprintf(integ.login_host, sizeof(integ.login_host),
+		    "https://login.salesforce.com");
+		snprintf(integ.connected_by, sizeof(integ.connected_by),
+		    "admin key");
+		snprintf(integ.previous_sf_org_id,
+		    sizeof(integ.previous_sf_org_id), "00D5g000004XyZbEAK");
+		snprintf(integ.scope, sizeof(integ.scope), "api refresh_token");
+		integ.connected_at = 1780000000;
+		integ.last_refreshed_at = 1780000100;
+		integ.last_checked_at = 1780000200;
+		integ.db_now = 1780000300;
+		if (i == 1) {
+			snprintf(integ.last_error_kind,
+			    sizeof(integ.last_error_kind), "invalid");
+			snprintf(integ.last_error_code,
+			    sizeof(integ.last_error_code), "invalid_grant");
+			snprintf(integ.last_error_message,
+			    sizeof(integ.last_error_message),
+			    "expired access/refresh token\n");
+			integ.last_error_at = 1780000250;
+		}
+		o = status_object(&integ);
+		assert_non_null(o);
+		text = cJSON_PrintUnformatted(o);
+		assert_non_null(text);
+		assert_string_equal(text, want[i]);
+		cJSON_free(text);
+		cJSON_Delete(o);
+	}
+}
+
 static void
 test_status_banner_only_when_invalid(void **state)
 {
@@ -1038,6 +1138,7 @@ main(void)
 		cmocka_unit_test(test_status_invalid),
 		cmocka_unit_test(test_status_connected),
 		cmocka_unit_test(test_status_banner_only_when_invalid),
+		cmocka_unit_test(test_status_bytes),
 		cmocka_unit_test(test_time_rfc3339),
 		cmocka_unit_test(test_slug_ok),
 		cmocka_unit_test(test_integ_status_names),

@@ -137,8 +137,16 @@ test_head(void **state)
 	assert_int_equal(fcgi_head_check(buf, full), FCGI_HEAD_OK);
 	for (size_t i = 0; i < full; i++)
 		assert_int_equal(fcgi_head_check(buf, i), FCGI_HEAD_MORE);
+	assert_int_equal(fcgi_request_end(buf, n), 0);
+	rec(buf, &n, 5, 2, "", 0, 0);			/* another request's end */
+	rec(buf, &n, 5, 1, "body", 4, 4);
+	assert_int_equal(fcgi_request_end(buf, n), 0);
 	rec(buf, &n, 5, 1, "", 0, 0);			/* what follows is not looked at */
 	assert_int_equal(fcgi_head_check(buf, n), FCGI_HEAD_OK);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(fcgi_request_end(buf, i), 0);
+	assert_int_equal(fcgi_request_end(buf, n), n);
+	assert_int_equal(fcgi_request_end(buf, n + 3), n);
 
 	/* The 24 bytes that abort libfcgi 2.4.2: refused at once. */
 	n = 0;

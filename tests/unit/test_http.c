@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "http.h"
@@ -469,6 +471,40 @@ test_parse_request_id(void **state)
 	http_request_free(&req);
 }
 
+/* Ids come in batches: a forked child must not hand out its parent's. */
+static void
+test_parse_request_id_fork(void **state)
+{
+	struct fake		 f = { .params = NULL };
+	struct http_request	 req;
+	char			 child[sizeof(req.request_id)] = "";
+	char			 parent[sizeof(req.request_id)];
+	int			 fds[2], status;
+	pid_t			 pid;
+
+	(void)state;
+	assert_int_equal(parse_fake(&f, &req), 0);	/* a batch is drawn */
+	http_request_free(&req);
+	assert_int_equal(pipe(fds), 0);
+	if ((pid = fork()) == 0) {
+		close(fds[0]);
+		parse_fake(&f, &req);
+		_exit(write(fds[1], req.request_id, 32) == 32 ? 0 : 1);
+	}
+	assert_true(pid > 0);
+	close(fds[1]);
+	assert_int_equal(read(fds[0], child, 32), 32);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(parse_fake(&f, &req), 0);
+	snprintf(parent, sizeof(parent), "%s", req.request_id);
+	http_request_free(&req);
+	assert_true(is_generated_id(child));
+	assert_true(is_generated_id(parent));
+	assert_string_not_equal(child, parent);
+}
+
 /*
  * CONTENT_LENGTH: digits only. Before http_parse.c, fcgi.c used strtoull,
  * which skips leading white space: " 5" was read as 5 and " -1" as
@@ -762,6 +798,7 @@ main(void)
 		cmocka_unit_test(test_parse_path_fallback),
 		cmocka_unit_test(test_parse_too_long),
 		cmocka_unit_test(test_parse_request_id),
+		cmocka_unit_test(test_parse_request_id_fork),
 		cmocka_unit_test(test_parse_content_length),
 		cmocka_unit_test(test_parse_body_at_cap),
 		cmocka_unit_test(test_parse_short_read),
