@@ -23,6 +23,29 @@
 
 #define SELECT_SQL	"SELECT id, slug, name FROM orgs WHERE slug = $1"
 
+/*
+ * Ends the request as sfconnectd does (src/fcgi.c): the request read to
+ * its end, the streams closed (the response and FCGI_END_REQUEST in one
+ * write), then a plain close, not libfcgi's lingering one (a shutdown and
+ * a wait of up to 2 s for the peer to close first). A baseline slower
+ * than the product at the same job would flatter it.
+ */
+static void
+close_now(FCGX_Request *r)
+{
+	int	 fd;
+
+	while (FCGX_GetChar(r->in) != EOF)
+		;
+	FCGX_FClose(r->err);
+	FCGX_FClose(r->out);
+	fd = r->ipcFd;
+	r->ipcFd = -1;
+	r->keepConnection = 0;
+	FCGX_Finish_r(r);
+	close(fd);
+}
+
 /* One worker's loop; returns only on error. */
 static int
 serve(int fd, const char *conninfo, const char *slug)
@@ -69,7 +92,7 @@ serve(int fd, const char *conninfo, const char *slug)
 		FCGX_FPrintF(r.out, "Status: 200 OK\r\nContent-Type: "
 		    "application/json\r\nContent-Length: %d\r\n\r\n", n);
 		FCGX_PutStr(body, n, r.out);
-		FCGX_Finish_r(&r);
+		close_now(&r);
 	}
 	PQfinish(pg);
 	return 0;
