@@ -51,7 +51,8 @@ struct sf_req {
 	struct buf	*out;		/* response body; max SF_RESPONSE_MAX */
 	long		 status;	/* out: the HTTP status */
 	double		 seconds;	/* out: the transfer's duration */
-	bool		 once;		/* a failure once sent: refresh_outcome_unknown */
+	bool		 once;		/* curl sends form at most once (body_read()) */
+	bool		 refresh;	/* a failure once sent: refresh_outcome_unknown */
 };
 
 /* Where a transfer's body goes, and whether it outgrew SF_RESPONSE_MAX. */

@@ -36,7 +36,7 @@
 #define SF_CALLBACK_PATH	"/api/v1/oauth/salesforce/callback"
 #define SF_CONNECT_TIMEOUT_MS	5000L
 #define SF_RESPONSE_PRESIZE	(16 * 1024)	/* one allocation for usual answers */
-#define SF_ONCE_MAXAGE_S	10L	/* idle seconds a refresh reuses a connection */
+#define SF_ONCE_MAXAGE_S	10L	/* idle seconds a sent-once POST reuses a connection */
 
 /* ---------------------------------------------------------------- HTTP */
 
@@ -81,17 +81,20 @@ headers_free(struct curl_slist *list)
 }
 
 /*
- * A refresh's body reaches curl through body_read(), not as
- * CURLOPT_POSTFIELDS, so that curl cannot send it twice by itself. libcurl
- * re-sends a request on a new connection when a reused connection ended
- * before any byte of the answer (Curl_retry_request(): the server closed
- * it idle just as the request went out, or died after reading it).
- * Salesforce may have used the refresh token by then, and presenting a
- * used one again, with rotation on, revokes the grant. So once any byte of
- * the body went to curl, a new connection for the same transfer
- * (body_sockopt()) and a rewind of the body (body_seek()) are refused: the
- * transfer fails as refresh_outcome_unknown. A body not yet read never
- * left: curl may still send it on another connection.
+ * The body of a request sent at most once (r->once: a refresh, a code
+ * exchange) reaches curl through body_read(), not as CURLOPT_POSTFIELDS,
+ * so that curl cannot send it twice by itself. libcurl re-sends a request
+ * on a new connection when a reused connection ended before any byte of
+ * the answer (Curl_retry_request(): the server closed it idle just as the
+ * request went out, or died after reading it). Salesforce may have used
+ * the refresh token or the authorization code by then: a used refresh
+ * token presented again, with rotation on, revokes the grant; a used code
+ * is refused and may revoke the tokens issued from it (RFC 6749 4.1.2).
+ * So once any byte of the body went to curl, a new connection for the
+ * same transfer (body_sockopt()) and a rewind of the body (body_seek())
+ * are refused: the transfer fails as a lost answer (resend_refused()). A
+ * body not yet read never left: curl may still send it on another
+ * connection.
  */
 static size_t
 body_read(char *out, size_t size, size_t n, void *arg)
@@ -254,6 +257,20 @@ request_sent(struct sf_xfer *x)
 }
 
 /*
+ * Curl wanted to send the request again on a new connection and was
+ * refused: the connection died after the request, before any answer.
+ */
+static void
+resend_refused(struct sf_xfer *x, struct sf_error *err)
+{
+	sf_err_set(err, SF_TRANSIENT, "connect", "the connection to %s closed "
+	    "before an answer; the request is not sent again", x->host);
+	log_warn(x->r->refresh ? "refresh_not_resent" : "code_not_resent",
+	    "%s %s: the connection died before an answer; libcurl's own "
+	    "re-send was refused", x->r->what, x->host);
+}
+
+/*
  * A refresh that failed after its request went out (a timeout while
  * waiting, a connection dropped before or during the answer): Salesforce
  * may have used the refresh token and, with rotation, replaced it. It is
@@ -299,10 +316,8 @@ xfer_done(struct sf_xfer *x, CURLcode rc, struct sf_error *err)
 		log_warn("sf_http_failed", "%s %s: %s (%s)", r->what, x->host,
 		    err->code, err->message);
 		if (x->resend_refused)
-			log_warn("refresh_not_resent", "%s %s: the connection died "
-			    "before an answer; libcurl's own re-send was refused",
-			    r->what, x->host);
-		if (r->once && request_sent(x))
+			resend_refused(x, err);
+		if (r->refresh && request_sent(x))
 			outcome_unknown(x, err);
 		return -1;
 	}
@@ -535,6 +550,7 @@ sfx_refresh_begin(struct sf *sf, CURL *c, struct sf_post *p,
 	 * libcurl cannot re-send the refresh token by itself.
 	 */
 	p->r.once = true;
+	p->r.refresh = true;
 	if (post_begin(sf, c, p, "token", login_base, "/services/oauth2/token",
 	    f, ARRAY_LEN(f), err) == -1)
 		return -1;
@@ -565,6 +581,11 @@ sf_exchange_code(struct sf *sf, const char *login_base, const char *code,
 		sf_err_set(err, SF_CONFIG, "internal", "no code or verifier");
 		goto out;
 	}
+	/*
+	 * Sent at most once (see body_read()): a lost answer fails like any
+	 * other (connect, timeout) and the connect is started again.
+	 */
+	p.r.once = true;
 	if (post_begin(sf, sf->curl, &p, "token", login_base,
 	    "/services/oauth2/token", f, ARRAY_LEN(f), err) == 0)
 		ret = sfx_token_finish(sf, &p, curl_easy_perform(sf->curl), out,
@@ -657,6 +678,10 @@ sf_revoke(struct sf *sf, const char *login_base, const char *token,
 		sf_err_set(err, SF_CONFIG, "internal", "no token to revoke");
 		goto out;
 	}
+	/*
+	 * libcurl may send it twice (see body_read()): harmless, a revoke is
+	 * idempotent and a dead token's 400 counts as revoked.
+	 */
 	if (post_form(sf, &p, "revoke", login_base, "/services/oauth2/revoke",
 	    f, ARRAY_LEN(f), err) == 0)
 		ret = sf_revoke_answer(p.r.status, &p.resp, err);

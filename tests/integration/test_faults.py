@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Stack, process_running as pid_alive  # noqa: E402
@@ -275,6 +276,60 @@ class ReusedConnectionDiesTest(unittest.TestCase):
                 break
         self.assertTrue(reused, "no faulted refresh ran on a reused connection")
         self.assertIn('"refresh_not_resent"', STACK.daemon_log())
+
+
+class ReusedConnectionDiesCodeTest(unittest.TestCase):
+    """The same for the callback's code exchange: Salesforce used the
+    authorization code, then the reused connection died before any byte of
+    the answer. A code presented twice is refused (RFC 6749 4.1.2, and the
+    server may revoke what it issued from it), so libcurl must not send it
+    again; the callback answers as for any lost answer of the token
+    endpoint, and the connect may simply be started again."""
+
+    def tearDown(self):
+        STACK.fakesf("POST", "fault/clear")
+
+    def reconnect_callback(self, slug, admin):
+        """A reconnect's callback URL, the code in it not yet exchanged."""
+        st, _, answer = req("POST", SF.format(slug) + "/connect", key=admin, body={})
+        self.assertEqual(st, 200, answer)
+        return STACK.authorize(answer["start_url"])
+
+    def test_answer_lost_on_a_reused_connection_is_not_resent(self):
+        reused = False
+        for attempt in range(6):
+            # Warm every worker's connection to the login host (refreshes
+            # go there too), then fault the next code exchange; only one on
+            # a reused connection proves anything.
+            slug = f"reuse-code-{attempt}"
+            admin, _, _ = new_connected_org(slug, rotation=False)
+            for _ in range(3):
+                st, _, body = req("POST", SF.format(slug) + "/check", key=admin)
+                self.assertEqual((st, body["status"]), (200, "connected"), body)
+            before = row(slug)
+            callback = self.reconnect_callback(slug, admin)
+            code = urllib.parse.parse_qs(urllib.parse.urlsplit(callback).query)["code"][0]
+            STACK.fakesf("POST", "fault", {"endpoint": "token_code",
+                                           "kind": "drop_after", "count": 1})
+            st, _, body = STACK.follow_callback(callback, accept_json=True)
+            sent = [r for r in STACK.fakesf("GET", "requests?endpoint=token_code")
+                    if (r.get("form") or {}).get("code") == code]
+            self.assertEqual(len(sent), 1, f"the code was sent {len(sent)} times")
+            # As for an answer lost on a new connection: nothing changed.
+            self.assertEqual(st, 502, body)
+            self.assertEqual((body["error"]["code"], body["error"]["reason"]),
+                             ("salesforce_unavailable", "connect"), body)
+            self.assertEqual(row(slug), before)
+            STACK.fakesf("POST", "fault/clear")
+            # Retryable: a new connect gets a new code and succeeds.
+            st, headers, _ = STACK.follow_callback(self.reconnect_callback(slug, admin))
+            self.assertEqual(st, 303)
+            self.assertIn("salesforce=connected", headers.get("location", ""))
+            if sent[0]["conn_seq"] > 1:
+                reused = True
+                break
+        self.assertTrue(reused, "no faulted code exchange ran on a reused connection")
+        self.assertIn('"code_not_resent"', STACK.daemon_log())
 
 
 class BadOrgDoesNotStopChecksTest(unittest.TestCase):
