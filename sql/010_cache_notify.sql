@@ -17,33 +17,19 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION sfconnect_cache_keys() RETURNS trigger
+-- The rows' payloads: TG_ARGV[0] the prefix, TG_ARGV[1] the column that
+-- names the key or the org (api_keys.id; orgs.id, integrations.org_id).
+CREATE FUNCTION sfconnect_cache_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         PERFORM pg_notify('sfconnect_cache', '*');
     ELSIF TG_OP = 'INSERT' THEN
-        PERFORM sfconnect_cache_announce(ARRAY(
-            SELECT DISTINCT 'k:' || id FROM new_rows));
+        PERFORM sfconnect_cache_announce(ARRAY(SELECT DISTINCT
+            TG_ARGV[0] || (to_jsonb(r) ->> TG_ARGV[1]) FROM new_rows r));
     ELSE
-        PERFORM sfconnect_cache_announce(ARRAY(
-            SELECT DISTINCT 'k:' || id FROM old_rows));
-    END IF;
-    RETURN NULL;
-END $$;
-
--- orgs and integrations: both name the org by its id (orgs.id, integrations.org_id).
-CREATE FUNCTION sfconnect_cache_orgs() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        PERFORM pg_notify('sfconnect_cache', '*');
-    ELSIF TG_OP = 'INSERT' THEN
-        PERFORM sfconnect_cache_announce(ARRAY(
-            SELECT DISTINCT 'o:' || (to_jsonb(r) ->> TG_ARGV[0]) FROM new_rows r));
-    ELSE
-        PERFORM sfconnect_cache_announce(ARRAY(
-            SELECT DISTINCT 'o:' || (to_jsonb(r) ->> TG_ARGV[0]) FROM old_rows r));
+        PERFORM sfconnect_cache_announce(ARRAY(SELECT DISTINCT
+            TG_ARGV[0] || (to_jsonb(r) ->> TG_ARGV[1]) FROM old_rows r));
     END IF;
     RETURN NULL;
 END $$;
@@ -51,36 +37,36 @@ END $$;
 -- A trigger with transition tables serves one event: one per event.
 CREATE TRIGGER api_keys_cache_insert AFTER INSERT ON api_keys
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_keys();
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('k:', 'id');
 CREATE TRIGGER api_keys_cache_update AFTER UPDATE ON api_keys
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_keys();
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('k:', 'id');
 CREATE TRIGGER api_keys_cache_delete AFTER DELETE ON api_keys
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_keys();
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('k:', 'id');
 CREATE TRIGGER api_keys_cache_truncate AFTER TRUNCATE ON api_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_keys();
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('k:', 'id');
 
 CREATE TRIGGER orgs_cache_insert AFTER INSERT ON orgs
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'id');
 CREATE TRIGGER orgs_cache_update AFTER UPDATE ON orgs
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'id');
 CREATE TRIGGER orgs_cache_delete AFTER DELETE ON orgs
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'id');
 CREATE TRIGGER orgs_cache_truncate AFTER TRUNCATE ON orgs
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'id');
 
 CREATE TRIGGER integrations_cache_insert AFTER INSERT ON integrations
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('org_id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'org_id');
 CREATE TRIGGER integrations_cache_update AFTER UPDATE ON integrations
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('org_id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'org_id');
 CREATE TRIGGER integrations_cache_delete AFTER DELETE ON integrations
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('org_id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'org_id');
 CREATE TRIGGER integrations_cache_truncate AFTER TRUNCATE ON integrations
-    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_orgs('org_id');
+    FOR EACH STATEMENT EXECUTE FUNCTION sfconnect_cache_rows('o:', 'org_id');

@@ -107,11 +107,10 @@ drain_idle(struct db *db)
  * The cache's notifications are applied; those of this session's own
  * writes are published to the host's workers too (cache_ring.h).
  */
-bool
+void
 dbi_take_notifies(struct db *db)
 {
 	PGnotify	*n;
-	bool		 other = db->notified;
 
 	while ((n = PQnotifies(db->conn)) != NULL) {
 		if (db->cache != NULL && strcmp(n->relname, DB_CACHE_CHANNEL) == 0) {
@@ -119,11 +118,9 @@ dbi_take_notifies(struct db *db)
 			if (n->be_pid == PQbackendPID(db->conn))
 				cache_ring_publish(n->extra);
 		} else
-			other = true;
+			db->notified = true;
 		PQfreemem(n);
 	}
-	db->notified = false;
-	return other;
 }
 
 /* LISTENs for the cache on a new connection; without it, no cache. */
@@ -151,7 +148,7 @@ take_idle(struct db *db)
 		cache_ring_apply(&db->ring_seen, db->cache);
 	if (PQstatus(db->conn) != CONNECTION_OK)
 		return false;
-	db->notified = dbi_take_notifies(db);
+	dbi_take_notifies(db);
 	return true;
 }
 
@@ -339,7 +336,7 @@ db_end_request(struct db *db)
 {
 	/* The request's own writes reach the host's workers before its answer. */
 	if (db->cache != NULL && PQstatus(db->conn) == CONNECTION_OK)
-		db->notified = dbi_take_notifies(db);
+		dbi_take_notifies(db);
 	if (PQtransactionStatus(db->conn) == PQTRANS_IDLE ||
 	    PQtransactionStatus(db->conn) == PQTRANS_UNKNOWN)
 		return DB_OK;

@@ -82,15 +82,15 @@ struct db {
 	bool	 listening;	/* LISTEN again after a reconnect */
 	struct cache *cache;	/* NULL: reads are not cached */
 	bool	 cache_live;	/* LISTENing for the cache on this connection */
-	bool	 notified;	/* a webhook notification was taken */
+	bool	 notified;	/* a webhook notification was taken, not yet waited for */
 	unsigned long long ring_seen;	/* the host's announcements applied */
 };
 
 /*
- * Takes the notifications libpq has read, applying the cache's; true when
- * one of another channel was among them or taken before.
+ * Takes the notifications libpq has read: applies the cache's, and sets
+ * db->notified for any other (a webhook's, for db_wait_notify).
  */
-bool		 dbi_take_notifies(struct db *db);
+void		 dbi_take_notifies(struct db *db);
 
 /*
  * Runs prepared statement st with n text parameters; *res (caller clears)

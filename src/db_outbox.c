@@ -171,13 +171,25 @@ db_listen_webhooks(struct db *db)
 	return rc;
 }
 
+/* true when a webhook notification came since the last call. */
+static bool
+webhook_notified(struct db *db)
+{
+	bool	 was;
+
+	dbi_take_notifies(db);
+	was = db->notified;
+	db->notified = false;
+	return was;
+}
+
 enum db_rc
 db_wait_notify(struct db *db, int timeout_ms)
 {
 	struct pollfd	 pfd;
 	int		 r;
 
-	if (dbi_take_notifies(db))
+	if (webhook_notified(db))
 		return DB_OK;
 	if ((pfd.fd = PQsocket(db->conn)) < 0)
 		return DB_UNAVAILABLE;
@@ -190,6 +202,6 @@ db_wait_notify(struct db *db, int timeout_ms)
 		return DB_NOTFOUND;
 	if (!PQconsumeInput(db->conn))
 		return DB_UNAVAILABLE;
-	return dbi_take_notifies(db) ? DB_OK : DB_NOTFOUND;
+	return webhook_notified(db) ? DB_OK : DB_NOTFOUND;
 }
 

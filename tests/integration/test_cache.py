@@ -98,52 +98,40 @@ class CacheTest(unittest.TestCase):
         bad = [(round(t - t_change, 3), s) for t, s, b in late if stale(s, b)]
         self.assertEqual(bad, [], "stale answers (seconds after the change, status)")
 
-    def test_revoked_key_api(self):
+    def assert_key_refused_after(self, change, path=SF, role="viewer"):
+        """A key of a new org (or an operator key) read path into every
+        cache; change(key id) revokes or deletes it: 401 everywhere after."""
         slug, admin = self.new_org()
-        viewer = STACK.create_key(slug, "viewer")
-        warm(SF.format(slug), viewer, 200)
-        status, _, body = STACK.request("DELETE", f"/api/v1/admin/keys/{key_id(viewer)}",
-                                        key=STACK.operator_key, port=STACK.port2)
-        self.assertEqual((status, body["revoked"]), (200, True), body)
+        key = STACK.create_key(None if role == "operator" else slug, role)
+        url = path.format(slug)
+        warm(url, key, 200)
+        change(key_id(key))
         t = time.monotonic()
-        answers = hammer(SF.format(slug), viewer, 1.0)
-        self.assert_seen_after(t, answers, lambda s, b: s != 401)
+        self.assert_seen_after(t, hammer(url, key, 1.0), lambda s, b: s != 401)
+
+    def test_revoked_key_api(self):
+        def revoke(kid):
+            status, _, body = STACK.request("DELETE", f"/api/v1/admin/keys/{kid}",
+                                            key=STACK.operator_key, port=STACK.port2)
+            self.assertEqual((status, body["revoked"]), (200, True), body)
+
+        self.assert_key_refused_after(revoke)
 
     def test_revoked_key_admin_cli(self):
-        slug, admin = self.new_org()
-        viewer = STACK.create_key(slug, "viewer")
-        warm(f"/api/v1/orgs/{slug}/banners", viewer, 200)
-        STACK.admin("key", "revoke", key_id(viewer))
-        t = time.monotonic()
-        answers = hammer(f"/api/v1/orgs/{slug}/banners", viewer, 1.0)
-        self.assert_seen_after(t, answers, lambda s, b: s != 401)
+        self.assert_key_refused_after(lambda kid: STACK.admin("key", "revoke", kid),
+                                      path="/api/v1/orgs/{}/banners")
 
     def test_revoked_key_sql(self):
-        slug, admin = self.new_org()
-        viewer = STACK.create_key(slug, "viewer")
-        warm(SF.format(slug), viewer, 200)
-        STACK.psql(f"UPDATE api_keys SET revoked_at = now() WHERE id = '{key_id(viewer)}'")
-        t = time.monotonic()
-        answers = hammer(SF.format(slug), viewer, 1.0)
-        self.assert_seen_after(t, answers, lambda s, b: s != 401)
+        self.assert_key_refused_after(lambda kid: STACK.psql(
+            f"UPDATE api_keys SET revoked_at = now() WHERE id = '{kid}'"))
 
     def test_deleted_key_sql(self):
-        slug, admin = self.new_org()
-        viewer = STACK.create_key(slug, "viewer")
-        warm(SF.format(slug), viewer, 200)
-        STACK.psql(f"DELETE FROM api_keys WHERE id = '{key_id(viewer)}'")
-        t = time.monotonic()
-        answers = hammer(SF.format(slug), viewer, 1.0)
-        self.assert_seen_after(t, answers, lambda s, b: s != 401)
+        self.assert_key_refused_after(lambda kid: STACK.psql(
+            f"DELETE FROM api_keys WHERE id = '{kid}'"))
 
     def test_operator_key_revoked(self):
-        slug, admin = self.new_org()
-        operator = STACK.create_key(None, "operator", "cache operator")
-        warm(SF.format(slug), operator, 200)
-        STACK.psql(f"UPDATE api_keys SET revoked_at = now() WHERE id = '{key_id(operator)}'")
-        t = time.monotonic()
-        answers = hammer(SF.format(slug), operator, 1.0)
-        self.assert_seen_after(t, answers, lambda s, b: s != 401)
+        self.assert_key_refused_after(lambda kid: STACK.psql(
+            f"UPDATE api_keys SET revoked_at = now() WHERE id = '{kid}'"), role="operator")
 
     def test_disconnect_on_other_host(self):
         slug, admin = self.new_org()
